@@ -1,0 +1,236 @@
+"""PTDiT: patch embed + 3-D positions -> window-major tokens -> blocks -> final adaLN layer -> unpatchify.
+
+One code path for images (F = 1), video (F frames) and multi-view (the views as frames).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .blocks import BlockContext, make_block
+from .config import PTDiTConfig
+from .layers import CaptionProjection, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_3d
+from .layout import shift_permutation, shift_size, shift_window_mask, window_merge, window_partition
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+RELEASE_MASK_VALUE = -10000.0  # the released additive mask value (bf16: -9984)
+
+
+class PTDiT(nn.Module):
+    """Proxy-Tokenized Diffusion Transformer.
+
+    forward(x, timestep, encoder_hidden_states, encoder_attention_mask=None):
+        x: (B, C, F, H, W) latents (images F = 1; a 4-D (B, C, H, W) input is taken as one frame);
+        timestep: (B,) floats on the 0..1000 scale (a scalar is broadcast);
+        encoder_hidden_states: (B, L, caption_channels); encoder_attention_mask: (B, L) 0/1 or bool.
+        Returns (B, out_channels, F, H, W) (4-D in, 4-D out).
+    """
+
+    def __init__(self, config: PTDiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        D = config.hidden_size
+        self.x_embedder = PatchEmbed(config.in_channels, D, config.patch_size)
+        self.t_embedder = TimestepEmbedder(D)
+        self.t_block = nn.Linear(D, 6 * D)  # adaLN-single: SiLU(embedded_t) -> 6 x D, shared by all blocks
+        self.y_embedder = CaptionProjection(config.caption_channels, D)
+        self.blocks = nn.ModuleList([make_block(config, i) for i in range(config.depth)])
+        self.final_layer = FinalLayer(D, config.patch_size, config.out_channels, config.norm_eps)
+        self.gradient_checkpointing = False
+        self.attention_backend = "sdpa"
+        self.initialize_weights()
+
+    # ------------------------------------------------------------------ init (all of it, here)
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        D = self.config.hidden_size
+        for m in self.modules():  # DiT's basic init: xavier-uniform linears, zero biases
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.x_embedder.proj.weight  # the patch embedding initialised like a linear layer (DiT)
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        for layer in (self.t_embedder.linear_1, self.t_embedder.linear_2, self.t_block,
+                      self.y_embedder.linear_1, self.y_embedder.linear_2):
+            nn.init.normal_(layer.weight, std=0.02)  # PixArt-alpha: timestep MLP, adaLN-single, caption MLP
+        for name, p in self.named_parameters():  # adaLN tables randn / sqrt(D), as released
+            if name.endswith("scale_shift_table"):
+                p.copy_(torch.randn_like(p) / D**0.5)
+        for m in self.modules():  # the zero-initialised linears of the release (after GIIM and shifted windows)
+            if getattr(m, "zero_init", False):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> PTDiT:
+        self.gradient_checkpointing = enabled
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ shapes
+    def _prepare_input(self, x: Tensor) -> tuple[Tensor, tuple[int, int, int]]:
+        """Validate x (B, C, F, H, W); pad it if config.pad. Returns the input to embed and the size to crop to."""
+        cfg = self.config
+        if x.dim() != 5:
+            raise ValueError(f"x must be (B, C, F, H, W) latents (or (B, C, H, W) for images), got shape {tuple(x.shape)}")
+        B, C, F_, H, W = x.shape
+        if C != cfg.in_channels:
+            raise ValueError(f"x has {C} channels but the model takes in_channels={cfg.in_channels}")
+        if min(F_, H, W) < 1:
+            raise ValueError(f"x must have at least one frame and a non-empty image, got shape {tuple(x.shape)}")
+        p = cfg.patch_size
+        multiples = (cfg.window[0], p * cfg.window[1], p * cfg.window[2])
+        sizes = (F_, H, W)
+        if all(s % m == 0 for s, m in zip(sizes, multiples)):
+            return x, sizes
+        if not cfg.pad:
+            problems = []
+            for name, s, m in zip(("frames", "height", "width"), sizes, multiples):
+                if s % m:
+                    lower, upper = (s // m) * m, (s // m + 1) * m
+                    nearest = f"{lower} or {upper}" if lower > 0 else f"{upper}"
+                    problems.append(f"latent {name} {s} is not a multiple of {m}: use {nearest}")
+            raise ValueError(
+                f"input {tuple(x.shape)} does not fit window {cfg.window} with patch {p} ("
+                + "; ".join(problems)
+                + "), or build the model with pad=True to pad and crop"
+            )
+        pads = [(-s) % m for s, m in zip(sizes, multiples)]
+        return F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0])), sizes
+
+    def _text_mask(self, mask: Tensor | None, y: Tensor) -> Tensor | None:
+        B, L = y.shape[:2]
+        if mask is None:
+            return None
+        if tuple(mask.shape) != (B, L):
+            raise ValueError(f"encoder_attention_mask must be (B, L) = {(B, L)}, got {tuple(mask.shape)}")
+        keep = mask.bool() if mask.dtype == torch.bool else mask != 0
+        if not bool(keep.any(dim=1).all()):
+            raise ValueError("encoder_attention_mask has a sample with no valid text token (an all-zero row)")
+        keep = keep[:, None, None, :]  # (B, 1, 1, L): broadcast over heads and queries
+        if self.config.numerics == "release":
+            return (~keep).to(y.dtype) * RELEASE_MASK_VALUE
+        return keep
+
+    def _context(self, grid: tuple[int, int, int], text_mask: Tensor | None, device: torch.device) -> BlockContext:
+        window = self.config.window
+        ctx = BlockContext(grid=grid, window=window, text_mask=text_mask, backend=self.attention_backend)
+        if any(getattr(b, "needs_shift", False) for b in self.blocks):
+            shift = shift_size(window)
+            if any(shift):
+                ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
+                mask = shift_window_mask(grid, window, shift, device)
+                if mask is not None:
+                    mask = mask[:, None]  # (nW, 1, n, n): broadcast over batch and heads
+                    if self.config.numerics == "release":
+                        mask = (~mask).float() * RELEASE_MASK_VALUE
+                ctx.shift_mask = mask
+        return ctx
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: Tensor,
+        timestep: Tensor | float,
+        encoder_hidden_states: Tensor,
+        encoder_attention_mask: Tensor | None = None,
+    ) -> Tensor:
+        cfg = self.config
+        image_input = x.dim() == 4
+        if image_input:
+            x = x.unsqueeze(2)
+        x, (F_, H, W) = self._prepare_input(x)
+        B = x.shape[0]
+        y_in = encoder_hidden_states
+        if y_in.dim() != 3 or y_in.shape[0] != B or y_in.shape[2] != cfg.caption_channels:
+            raise ValueError(
+                f"encoder_hidden_states must be (B={B}, L, caption_channels={cfg.caption_channels}), "
+                f"got {tuple(y_in.shape)}"
+            )
+        t = torch.as_tensor(timestep, device=x.device)
+        t = t.expand(B) if t.dim() == 0 or t.numel() == 1 else t
+        if tuple(t.shape) != (B,):
+            raise ValueError(f"timestep must be (B,) = ({B},) or a scalar, got shape {tuple(t.shape)}")
+        if cfg.numerics == "release":  # the release casts t to the weights' dtype before the sinusoid
+            t = t.to(self.x_embedder.proj.weight.dtype)
+
+        p = cfg.patch_size
+        grid = (x.shape[2], x.shape[3] // p, x.shape[4] // p)  # token grid (F, h, w)
+        tokens = self.x_embedder(x)  # (B, F, h, w, D)
+        tokens = tokens + sincos_pos_embed_3d(grid, cfg.hidden_size, x.device).to(tokens.dtype)
+        h = window_partition(tokens, cfg.window)  # (B, nW, n, D)
+
+        t_emb = self.t_embedder(t)  # (B, D) embedded timestep
+        t6 = self.t_block(F.silu(t_emb)).unflatten(1, (6, cfg.hidden_size))  # (B, 6, D)
+        y = self.y_embedder(y_in)  # (B, L, D)
+        ctx = self._context(grid, self._text_mask(encoder_attention_mask, y), x.device)
+
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                h = checkpoint(block, h, t6, y, ctx, use_reentrant=False)
+            else:
+                h = block(h, t6, y, ctx)
+
+        out = self.final_layer(h, t_emb)  # (B, nW, n, p*p*C_out)
+        out = self.unpatchify(out, grid)[:, :, :F_, :H, :W]  # crop any padding
+        return out[:, :, 0] if image_input else out
+
+    def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """(B, nW, n, p*p*C) window-major -> (B, C, F, h*p, w*p); features read as (p_row, p_col, C)."""
+        p, C = self.config.patch_size, self.config.out_channels
+        F_, h, w = grid
+        x = window_merge(x, grid, self.config.window)  # (B, F, h, w, p*p*C)
+        x = x.reshape(x.shape[0], F_, h, w, p, p, C)
+        x = x.permute(0, 6, 1, 2, 4, 3, 5)  # (B, C, F, h, p, w, p)
+        return x.reshape(x.shape[0], C, F_, h * p, w * p)
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `config.json` and `model.safetensors` (atomically) into `directory`."""
+        from .io import atomic_write_text, save_safetensors_atomic
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_safetensors_atomic(self.state_dict(), directory / WEIGHTS_NAME)
+        atomic_write_text(directory / CONFIG_NAME, self.config.to_json())
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        **overrides,
+    ) -> PTDiT:
+        """Load a model directory written by `save_pretrained` (or `ptdit convert-official`).
+
+        Keyword overrides change config fields that do not change the weights (e.g. pad=True).
+        """
+        from .io import load_state_dict_strict, read_safetensors
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"model directory {directory} does not exist")
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: a ptdit model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+        config = PTDiTConfig.from_json(config_path)
+        if overrides:
+            config = config.replace(**overrides)
+        with torch.device("meta"):
+            model = cls(config)
+        state = read_safetensors(weights_path)
+        load_state_dict_strict(model, state, source=str(weights_path), assign=True)
+        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+        return model.eval()
+
