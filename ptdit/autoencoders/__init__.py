@@ -1,0 +1,1 @@
+"""Autoencoders behind one interface (`ptdit.autoencoders.base.Autoencoder`)."""

@@ -1,0 +1,1 @@
+"""Training data: caption folders for images, video and multi-view; aspect buckets; caches."""
