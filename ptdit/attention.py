@@ -31,7 +31,11 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
     if backend == "math":
         scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask.float()
+            scores = (
+                scores.masked_fill(~mask, float("-inf"))
+                if mask.dtype == torch.bool
+                else scores + mask.float()
+            )
         return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
     raise ValueError(f"unknown attention backend {backend!r}; use one of {BACKENDS}")
 

@@ -121,7 +121,9 @@ class PTBlock(nn.Module):
     def forward(self, x: Tensor, t6: Tensor, y: Tensor, ctx: BlockContext) -> Tensor:
         # x: (B, nW, n, D); t6: (B, 6, D); y: (B, L, D)
         B, nW, n, D = x.shape
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = _chunks(self.scale_shift_table, t6, 6)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = _chunks(
+            self.scale_shift_table, t6, 6
+        )
 
         if self.use_giim:  # GIIM: proxies -> proxy self-attention -> back into every token
             g = self.giim(x, ctx)
@@ -140,8 +142,12 @@ class PTBlock(nn.Module):
                 x = x + gate_msa * self.window_attn(h, backend=ctx.backend)
             if self.config.use_shift_window:
                 shift_sw, scale_sw, gate_sw = _chunks(self.shift_scale_shift_table, t6, 3)
-                h = modulate(layer_norm(x, self.eps), shift_sw, scale_sw)  # per token: commutes with the shift
-                x = x + self.shift_out(gate_sw * self.shifted_window_attention(h, self.shift_window_attn, ctx))
+                h = modulate(
+                    layer_norm(x, self.eps), shift_sw, scale_sw
+                )  # per token: commutes with the shift
+                x = x + self.shift_out(
+                    gate_sw * self.shifted_window_attention(h, self.shift_window_attn, ctx)
+                )
 
         # text cross-attention: queries are the raw tokens (no norm), as in PixArt
         x = x + self.text_attn(x.reshape(B, nW * n, D), y, mask=ctx.text_mask, backend=ctx.backend).view_as(x)
@@ -164,7 +170,9 @@ class FullBlock(nn.Module):
 
     def forward(self, x: Tensor, t6: Tensor, y: Tensor, ctx: BlockContext) -> Tensor:
         B, nW, n, D = x.shape
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = _chunks(self.scale_shift_table, t6, 6)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = _chunks(
+            self.scale_shift_table, t6, 6
+        )
         h = modulate(layer_norm(x, self.eps), shift_msa, scale_msa).reshape(B, nW * n, D)
         x = x + gate_msa * self.attn(h, backend=ctx.backend).view_as(x)
         x = x + self.text_attn(x.reshape(B, nW * n, D), y, mask=ctx.text_mask, backend=ctx.backend).view_as(x)

@@ -30,7 +30,9 @@ class PTDiTConfig:
     """
 
     depth: int = 28  # number of blocks
-    hidden_size: int = 1152  # D; must divide by 16 for the 3-D sin-cos positions (D/4 time, 3D/8 + 3D/8 space)
+    hidden_size: int = (
+        1152  # D; must divide by 16 for the 3-D sin-cos positions (D/4 time, 3D/8 + 3D/8 space)
+    )
     num_heads: int = 16  # attention heads in every attention of a block
     patch_size: int = 2  # p: 2-D patches per frame (no temporal patching, as released)
     in_channels: int = 4  # latent channels
@@ -38,12 +40,16 @@ class PTDiTConfig:
     caption_channels: int = 4096  # width of the text encoder states (4096 T5-XXL, 384 MiniLM)
     window: Window = (1, 8, 8)  # (p_f, p_h, p_w): the compression ratio = TCM window = one proxy per window
     proxy: str = "mean"  # how a window yields its proxy: "mean" (paper v2), "random" (paper v1), "topleft"
-    injection: str = "cross_attention"  # proxies -> tokens: "cross_attention", "interpolate", "linear" (Tab. 2c)
+    injection: str = (
+        "cross_attention"  # proxies -> tokens: "cross_attention", "interpolate", "linear" (Tab. 2c)
+    )
     use_giim: bool = True  # global information interaction module (Tab. 2a)
     use_window_attention: bool = True  # TCM window attention (Tab. 2a)
     use_shift_window: bool = True  # TCM shifted-window attention (Tab. 2a)
     attention: str = "proxy"  # "proxy" = PT-DiT block; "full" = PixArt-alpha block (global self-attention)
-    block: str = "official"  # "official" = released block; "lean" = the 16.5 D^2 block of the paper's FLOP curves
+    block: str = (
+        "official"  # "official" = released block; "lean" = the 16.5 D^2 block of the paper's FLOP curves
+    )
     mlp_ratio: float = 4.0  # FFN width = mlp_ratio * D
     norm_eps: float = 1e-6
     pad: bool = False  # pad inputs whose token grid does not divide by the window, then crop the output
@@ -52,17 +58,25 @@ class PTDiTConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", tuple(int(v) for v in self.window))
-        _check(len(self.window) == 3 and all(v >= 1 for v in self.window),
-               f"window must be three positive ints (p_f, p_h, p_w), got {self.window}")
+        _check(
+            len(self.window) == 3 and all(v >= 1 for v in self.window),
+            f"window must be three positive ints (p_f, p_h, p_w), got {self.window}",
+        )
         _check(self.depth >= 1, f"depth must be >= 1, got {self.depth}")
-        _check(self.hidden_size % self.num_heads == 0,
-               f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
-        _check(self.hidden_size % 16 == 0,
-               f"hidden_size {self.hidden_size} must divide by 16 (3-D sin-cos split D/4 + 3D/8 + 3D/8)")
+        _check(
+            self.hidden_size % self.num_heads == 0,
+            f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}",
+        )
+        _check(
+            self.hidden_size % 16 == 0,
+            f"hidden_size {self.hidden_size} must divide by 16 (3-D sin-cos split D/4 + 3D/8 + 3D/8)",
+        )
         _check(self.patch_size >= 1, f"patch_size must be >= 1, got {self.patch_size}")
-        _check(self.out_channels >= self.in_channels,
-               f"out_channels {self.out_channels} must be >= in_channels {self.in_channels} "
-               "(the first in_channels outputs are the prediction)")
+        _check(
+            self.out_channels >= self.in_channels,
+            f"out_channels {self.out_channels} must be >= in_channels {self.in_channels} "
+            "(the first in_channels outputs are the prediction)",
+        )
         for name, value, allowed in (
             ("proxy", self.proxy, PROXY_MODES),
             ("injection", self.injection, INJECTIONS),
@@ -72,8 +86,10 @@ class PTDiTConfig:
         ):
             _check(value in allowed, f"{name}={value!r} is not one of {allowed}")
         if self.attention == "proxy":
-            _check(self.use_giim or self.use_window_attention or self.use_shift_window,
-                   "a proxy block needs at least one of use_giim, use_window_attention, use_shift_window")
+            _check(
+                self.use_giim or self.use_window_attention or self.use_shift_window,
+                "a proxy block needs at least one of use_giim, use_window_attention, use_shift_window",
+            )
 
     # ------------------------------------------------------------------ derived
     @property
@@ -105,7 +121,9 @@ class PTDiTConfig:
     def from_dict(cls, d: dict[str, Any]) -> PTDiTConfig:
         unknown = sorted(set(d) - set(field_names()))
         if unknown:
-            raise ValueError(f"unknown PTDiTConfig field(s) {unknown} in config; valid fields: {field_names()}")
+            raise ValueError(
+                f"unknown PTDiTConfig field(s) {unknown} in config; valid fields: {field_names()}"
+            )
         return cls(**d)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -169,7 +187,9 @@ def ratio_for_size(
     def side(pixels: int) -> int:
         tokens = pixels // (vae_factor * patch_size)
         if tokens < 1:
-            raise ValueError(f"size {pixels}px gives no tokens with vae_factor={vae_factor}, patch={patch_size}")
+            raise ValueError(
+                f"size {pixels}px gives no tokens with vae_factor={vae_factor}, patch={patch_size}"
+            )
         return max(1, 2 ** int(math.floor(math.log2(max(1, tokens // windows_per_side)))))
 
     p_f = 4 if frames > 1 else 1

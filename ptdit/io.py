@@ -42,7 +42,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _atomic_replace(Path(path), lambda tmp: Path(tmp).write_bytes(data))
 
 
-def save_safetensors_atomic(state: Mapping[str, Tensor], path: str | Path, metadata: dict | None = None) -> None:
+def save_safetensors_atomic(
+    state: Mapping[str, Tensor], path: str | Path, metadata: dict | None = None
+) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     _atomic_replace(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
@@ -58,7 +60,9 @@ def read_safetensors(path: str | Path) -> dict[str, Tensor]:
         raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
 
 
-def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor], source: str, assign: bool = False) -> None:
+def load_state_dict_strict(
+    model: nn.Module, state: Mapping[str, Tensor], source: str, assign: bool = False
+) -> None:
     """load_state_dict(strict=True) that reports missing, unexpected and mis-shaped keys in one clear error."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -70,7 +74,11 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor], source
     )
     if missing or unexpected or shapes:
         parts = []
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        for title, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+        ):
             if items:
                 shown = ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
                 parts.append(f"{title}: {shown}")

@@ -124,5 +124,7 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
         # x: (B, nW, n, D); t_emb: (B, D) -> (B, nW, n, p*p*out)
-        shift, scale = (self.scale_shift_table[None] + t_emb[:, None])[:, :, None, None].unbind(1)  # (B,1,1,D)
+        shift, scale = (self.scale_shift_table[None] + t_emb[:, None])[:, :, None, None].unbind(
+            1
+        )  # (B,1,1,D)
         return self.linear(modulate(layer_norm(x, self.eps), shift, scale))

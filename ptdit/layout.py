@@ -108,7 +108,9 @@ def _shift_mask(grid: Grid, window: Window, shift: Window, device: str) -> Tenso
     return None if bool(allowed.all()) else allowed.to(device)
 
 
-def shift_window_mask(grid: Grid, window: Window, shift: Window, device: torch.device | str = "cpu") -> Tensor | None:
+def shift_window_mask(
+    grid: Grid, window: Window, shift: Window, device: torch.device | str = "cpu"
+) -> Tensor | None:
     """Boolean mask (nW, n, n) of the allowed (query, key) pairs in shifted windows, or None if all are allowed.
 
     Built once per (grid, window, shift, device) and shared by the whole batch and every head.

@@ -57,13 +57,20 @@ class PTDiT(nn.Module):
         w = self.x_embedder.proj.weight  # the patch embedding initialised like a linear layer (DiT)
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.x_embedder.proj.bias)
-        for layer in (self.t_embedder.linear_1, self.t_embedder.linear_2, self.t_block,
-                      self.y_embedder.linear_1, self.y_embedder.linear_2):
+        for layer in (
+            self.t_embedder.linear_1,
+            self.t_embedder.linear_2,
+            self.t_block,
+            self.y_embedder.linear_1,
+            self.y_embedder.linear_2,
+        ):
             nn.init.normal_(layer.weight, std=0.02)  # PixArt-alpha: timestep MLP, adaLN-single, caption MLP
         for name, p in self.named_parameters():  # adaLN tables randn / sqrt(D), as released
             if name.endswith("scale_shift_table"):
                 p.copy_(torch.randn_like(p) / D**0.5)
-        for m in self.modules():  # the zero-initialised linears of the release (after GIIM and shifted windows)
+        for (
+            m
+        ) in self.modules():  # the zero-initialised linears of the release (after GIIM and shifted windows)
             if getattr(m, "zero_init", False):
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -80,12 +87,16 @@ class PTDiT(nn.Module):
         """Validate x (B, C, F, H, W); pad it if config.pad. Returns the input to embed and the size to crop to."""
         cfg = self.config
         if x.dim() != 5:
-            raise ValueError(f"x must be (B, C, F, H, W) latents (or (B, C, H, W) for images), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must be (B, C, F, H, W) latents (or (B, C, H, W) for images), got shape {tuple(x.shape)}"
+            )
         B, C, F_, H, W = x.shape
         if C != cfg.in_channels:
             raise ValueError(f"x has {C} channels but the model takes in_channels={cfg.in_channels}")
         if min(F_, H, W) < 1:
-            raise ValueError(f"x must have at least one frame and a non-empty image, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have at least one frame and a non-empty image, got shape {tuple(x.shape)}"
+            )
         p = cfg.patch_size
         multiples = (cfg.window[0], p * cfg.window[1], p * cfg.window[2])
         sizes = (F_, H, W)
@@ -120,7 +131,9 @@ class PTDiT(nn.Module):
             return (~keep).to(y.dtype) * RELEASE_MASK_VALUE
         return keep
 
-    def _context(self, grid: tuple[int, int, int], text_mask: Tensor | None, device: torch.device) -> BlockContext:
+    def _context(
+        self, grid: tuple[int, int, int], text_mask: Tensor | None, device: torch.device
+    ) -> BlockContext:
         window = self.config.window
         ctx = BlockContext(grid=grid, window=window, text_mask=text_mask, backend=self.attention_backend)
         if any(getattr(b, "needs_shift", False) for b in self.blocks):
@@ -223,7 +236,9 @@ class PTDiT(nn.Module):
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for path in (config_path, weights_path):
             if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: a ptdit model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+                raise FileNotFoundError(
+                    f"{path} is missing: a ptdit model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}"
+                )
         config = PTDiTConfig.from_json(config_path)
         if overrides:
             config = config.replace(**overrides)
@@ -233,4 +248,3 @@ class PTDiT(nn.Module):
         load_state_dict_strict(model, state, source=str(weights_path), assign=True)
         model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
         return model.eval()
-
