@@ -97,25 +97,39 @@ class PTDiT(nn.Module):
             raise ValueError(
                 f"x must have at least one frame and a non-empty image, got shape {tuple(x.shape)}"
             )
-        p = cfg.patch_size
-        multiples = (cfg.window[0], p * cfg.window[1], p * cfg.window[2])
         sizes = (F_, H, W)
+        multiples = self.size_multiples
         if all(s % m == 0 for s, m in zip(sizes, multiples)):
             return x, sizes
         if not cfg.pad:
-            problems = []
-            for name, s, m in zip(("frames", "height", "width"), sizes, multiples):
-                if s % m:
-                    lower, upper = (s // m) * m, (s // m + 1) * m
-                    nearest = f"{lower} or {upper}" if lower > 0 else f"{upper}"
-                    problems.append(f"latent {name} {s} is not a multiple of {m}: use {nearest}")
-            raise ValueError(
-                f"input {tuple(x.shape)} does not fit window {cfg.window} with patch {p} ("
-                + "; ".join(problems)
-                + "), or build the model with pad=True to pad and crop"
-            )
+            self.check_size(F_, H, W)
         pads = [(-s) % m for s, m in zip(sizes, multiples)]
         return F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0])), sizes
+
+    @property
+    def size_multiples(self) -> tuple[int, int, int]:
+        """Latent (frames, height, width) must be multiples of these (p_f, p * p_h, p * p_w)."""
+        p, (pf, ph, pw) = self.config.patch_size, self.config.window
+        return (pf, p * ph, p * pw)
+
+    def check_size(self, frames: int, height: int, width: int) -> None:
+        """Raise a ValueError naming the nearest valid sizes if latents (frames, height, width) do not fit.
+
+        With config.pad every size fits (the input is padded and the output cropped).
+        """
+        if self.config.pad:
+            return
+        problems = []
+        for name, s, m in zip(("frames", "height", "width"), (frames, height, width), self.size_multiples):
+            if s % m:
+                lower, upper = (s // m) * m, (s // m + 1) * m
+                nearest = f"{lower} or {upper}" if lower > 0 else f"{upper}"
+                problems.append(f"latent {name} {s} is not a multiple of {m}: use {nearest}")
+        if problems:
+            raise ValueError(
+                f"latent size {(frames, height, width)} does not fit window {self.config.window} with patch "
+                f"{self.config.patch_size} (" + "; ".join(problems) + "), or build the model with pad=True"
+            )
 
     def _text_mask(self, mask: Tensor | None, y: Tensor) -> Tensor | None:
         B, L = y.shape[:2]

@@ -1,0 +1,361 @@
+"""Generation: prompts -> text encoder -> sampler loop over the model -> autoencoder decode -> files.
+
+`Pipeline.from_pretrained(model_dir)` reads the model directory (config.json + model.safetensors) and, if present,
+its `pipeline.json` (the text encoder, autoencoder and default sizes the model was trained with). `ptdit generate`
+wraps it: images -> PNG, video -> MP4 + GIF, multi-view -> one PNG per view + a grid, and a manifest.json that
+records the prompt, seed and settings of every output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .io import atomic_write_text
+from .model import PTDiT
+
+TASKS = ("image", "video", "multiview")
+PIPELINE_NAME = "pipeline.json"
+BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
+BUNDLED = {"image": "shapes-image", "video": "shapes-video", "multiview": "shapes-multiview"}
+
+
+@dataclass
+class PipelineDefaults:
+    """What a model directory says about how to sample it (`pipeline.json`); CLI flags override."""
+
+    task: str = "image"
+    text_encoder: str | None = None  # spec for ptdit.text.load_text_encoder ("minilm", "t5:/dir", ...)
+    text_max_length: int | None = None
+    autoencoder: str = "identity"  # spec for ptdit.autoencoders.load_autoencoder
+    height: int = 1024  # pixels
+    width: int = 1024
+    frames: int = 1  # pixel frames (video) or views (multi-view)
+    steps: int = 30
+    cfg: float = 4.0
+    sampler: str = "euler"
+    fps: float = 8.0
+    world: str | None = None  # the built-in world the model was trained on, if any
+
+    @classmethod
+    def read(cls, model_dir: Path) -> PipelineDefaults:
+        path = model_dir / PIPELINE_NAME
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**data)
+
+    def write(self, model_dir: Path) -> None:
+        atomic_write_text(model_dir / PIPELINE_NAME, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+
+def bundled_model_dir(task: str) -> Path:
+    """The model shipped with ptdit for a task (Shapes worlds, MiniLM text, pixel space)."""
+    if task not in BUNDLED:
+        raise ValueError(f"unknown task {task!r}; use one of {TASKS}")
+    path = BUNDLED_DIR / BUNDLED[task]
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"the bundled {task} model is missing at {path}; pass --model DIR")
+    return path
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Pipeline:
+    """A model with its text encoder and autoencoder, ready to turn prompts into pixels."""
+
+    def __init__(
+        self, model: PTDiT, text_encoder, autoencoder, defaults: PipelineDefaults, source: str = ""
+    ) -> None:
+        self.model = model
+        self.text_encoder = text_encoder
+        self.autoencoder = autoencoder
+        self.defaults = defaults
+        self.source = source
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        text_encoder: str | None = None,
+        autoencoder: str | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        pad: bool | None = None,
+    ) -> Pipeline:
+        from .autoencoders import load_autoencoder
+        from .text import load_text_encoder
+
+        model_dir = Path(model_dir).expanduser()
+        device = torch.device(device) if device is not None else default_device()
+        defaults = PipelineDefaults.read(model_dir) if model_dir.is_dir() else PipelineDefaults()
+        overrides = {} if pad is None else {"pad": pad}
+        model = PTDiT.from_pretrained(model_dir, device=device, dtype=dtype, **overrides)
+        spec = text_encoder or defaults.text_encoder
+        if spec is None:
+            raise ValueError(
+                f"{model_dir} does not name its text encoder (no {PIPELINE_NAME}): pass --text-encoder"
+            )
+        encoder = load_text_encoder(spec, device=device, max_length=defaults.text_max_length)
+        if encoder.dim != model.config.caption_channels:
+            raise ValueError(
+                f"text encoder {spec!r} gives {encoder.dim}-d states but the model takes caption_channels="
+                f"{model.config.caption_channels}"
+            )
+        ae_dtype = torch.float32 if device.type == "cpu" else dtype
+        ae = load_autoencoder(autoencoder or defaults.autoencoder, device=device, dtype=ae_dtype)
+        if ae.latent_channels != model.config.in_channels:
+            raise ValueError(
+                f"autoencoder {autoencoder or defaults.autoencoder!r} has {ae.latent_channels} latent channels but the "
+                f"model takes in_channels={model.config.in_channels}"
+            )
+        return cls(model, encoder, ae, defaults, source=str(model_dir))
+
+    def latent_shape(self, batch: int, frames: int, height: int, width: int) -> tuple[int, ...]:
+        """Latent (B, C, F', h, w) for pixel sizes; raises a ValueError in pixels if the model cannot take it."""
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        ae = self.autoencoder
+        s = ae.spatial_factor
+        if height % s or width % s:
+            raise ValueError(
+                f"height and width must be multiples of the autoencoder's factor {s}, got {height}x{width}"
+            )
+        f, h, w = ae.latent_size(frames, height, width)
+        try:
+            self.model.check_size(f, h, w)
+        except ValueError:
+            mf, mh, mw = self.model.size_multiples
+            hint = f"height and width must be multiples of {mh * s} and {mw * s} px"
+            if mf > 1:
+                hint += f", latent frames a multiple of {mf}"
+            raise ValueError(
+                f"size {frames}x{height}x{width} (frames x height x width) does not fit this model: {hint} "
+                f"(or use --pad)"
+            ) from None
+        return (batch, self.model.config.in_channels, f, h, w)
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(emb, mask) for the prompts and for "" (the unconditional prompt), then offload the encoder."""
+        emb, mask = self.text_encoder(prompts)
+        uncond, uncond_mask = self.text_encoder([""])
+        if hasattr(self.text_encoder, "offload") and self.model_device.type != "cpu":
+            self.text_encoder.offload()
+        return emb, mask, uncond, uncond_mask
+
+    @property
+    def model_device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        height: int,
+        width: int,
+        frames: int = 1,
+        steps: int = 30,
+        cfg: float = 4.0,
+        sampler: str = "euler",
+        batch_size: int = 4,
+        progress: bool = False,
+    ) -> list[Tensor]:
+        """Pixels (C, F, H, W) in [-1, 1] for each prompt; sample i starts from the noise of seeds[i]."""
+        from .flow import shift_ratio
+        from .sampling import initial_noise, make_scheduler, sample
+
+        if len(prompts) != len(seeds):
+            raise ValueError("one seed per prompt is needed")
+        shape = self.latent_shape(1, frames, height, width)
+        device = self.model_device
+        emb, mask, uncond, uncond_mask = self.encode_prompts(prompts)
+        ratio = shift_ratio(height, width, frames if self.defaults.task == "video" else 1)
+        results: list[Tensor] = []
+        for start in range(0, len(prompts), batch_size):
+            idx = range(start, min(start + batch_size, len(prompts)))
+            noise = torch.cat([initial_noise(shape, seeds[i], device) for i in idx])
+            scheduler = make_scheduler(sampler, shift=ratio)
+            latents = sample(
+                self.model, scheduler, noise, emb[idx.start : idx.stop].to(device),
+                mask[idx.start : idx.stop].to(device), uncond.to(device), uncond_mask.to(device),
+                num_steps=steps, cfg_scale=cfg, progress=progress,
+            )  # fmt: skip
+            pixels = self.autoencoder.decode(latents.to(device))
+            results.extend(p.float().cpu() for p in pixels)
+        return results
+
+
+# ------------------------------------------------------------------------------------------------ files
+def slug(text: str, length: int = 48) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:length].rstrip("-") or "prompt"
+
+
+def save_outputs(pixels: Tensor, task: str, out_dir: Path, stem: str, fps: float, upscale: int) -> list[str]:
+    """Write one sample (C, F, H, W) in [-1, 1]; returns the file names written."""
+    from .media import grid, save_gif, save_mp4, save_png, to_uint8
+
+    frames = [to_uint8(pixels[:, f]) for f in range(pixels.shape[1])]  # (H, W, 3) uint8 each
+    if task == "image":
+        return [save_png(frames[0], out_dir / f"{stem}.png", upscale).name]
+    if task == "video":
+        return [
+            save_mp4(frames, out_dir / f"{stem}.mp4", fps, upscale).name,
+            save_gif(frames, out_dir / f"{stem}.gif", fps, upscale).name,
+        ]
+    names = [save_png(f, out_dir / f"{stem}_view{v:02d}.png", upscale).name for v, f in enumerate(frames)]
+    names.append(save_png(grid(frames, columns=len(frames)), out_dir / f"{stem}_grid.png", upscale).name)
+    return names
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {path} does not exist")
+    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompt file {path} has no prompts (write one prompt per line)")
+    return prompts
+
+
+def _auto_upscale(height: int, width: int) -> int:
+    return max(1, -(-256 // min(height, width)))
+
+
+def generate(args: argparse.Namespace) -> dict[str, Any]:
+    """The `ptdit generate` command: returns the manifest it wrote."""
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        prompts += read_prompts(args.prompts)
+    if not prompts:
+        raise ValueError('no prompt given: pass a prompt ("a red circle") or --prompts FILE')
+    if any(not p.strip() for p in prompts):
+        raise ValueError("empty prompt: every prompt needs some text")
+    model_dir = Path(args.model).expanduser() if args.model else bundled_model_dir(args.task or "image")
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory {model_dir} does not exist")
+    defaults = PipelineDefaults.read(model_dir)
+    task = args.task or defaults.task
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; use one of {TASKS}")
+    height = args.height or defaults.height
+    width = args.width or defaults.width
+    asked = args.views if task == "multiview" and args.views is not None else args.frames
+    frames = 1 if task == "image" else (defaults.frames if asked is None else asked)
+    if frames < 1:
+        raise ValueError(f"--frames/--views must be >= 1, got {frames}")
+    steps = args.steps or defaults.steps
+    cfg = defaults.cfg if args.cfg is None else args.cfg
+    sampler = args.sampler or defaults.sampler
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    device = torch.device(args.device) if args.device != "auto" else default_device()
+    if args.dtype != "fp32" and device.type == "cpu" and args.dtype == "fp16":
+        raise ValueError("fp16 is not supported on the CPU: use --dtype fp32 or bf16")
+
+    pipe = Pipeline.from_pretrained(
+        model_dir, text_encoder=args.text_encoder, autoencoder=args.vae, device=device, dtype=dtype,
+        pad=True if args.pad else None,
+    )  # fmt: skip
+    pipe.latent_shape(1, frames, height, width)  # fail early, before any work
+    seeds = [args.seed + i for i in range(len(prompts))]
+    pixels = pipe(
+        prompts, seeds, height, width, frames, steps, cfg, sampler, args.batch_size, progress=not args.quiet
+    )
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    upscale = _auto_upscale(height, width) if args.upscale == 0 else args.upscale
+    outputs = []
+    for i, (prompt, seed, px) in enumerate(zip(prompts, seeds, pixels)):
+        files = save_outputs(px, task, out_dir, f"{i:04d}_{slug(prompt)}", defaults.fps, upscale)
+        outputs.append({"index": i, "prompt": prompt, "seed": seed, "files": files})
+    manifest = {
+        "model": str(model_dir),
+        "task": task,
+        "settings": {
+            "height": height, "width": width, "frames": frames, "steps": steps, "cfg": cfg, "sampler": sampler,
+            "dtype": args.dtype, "device": str(device), "batch_size": args.batch_size, "upscale": upscale,
+            "text_encoder": args.text_encoder or defaults.text_encoder, "autoencoder": args.vae or defaults.autoencoder,
+        },
+        "outputs": outputs,
+    }  # fmt: skip
+    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ptdit generate",
+        description="Generate images, video or multi-view from text. Without --model, the bundled Shapes model "
+        "of the task is used.",
+    )
+    p.add_argument("prompt", nargs="*", help="one or more prompts")
+    p.add_argument("--prompts", help="a text file with one prompt per line")
+    p.add_argument("--model", help="a ptdit model directory (default: the bundled model of --task)")
+    p.add_argument("--task", choices=TASKS, help="image, video or multiview (default: the model's)")
+    p.add_argument(
+        "--text-encoder", help='text encoder: "minilm", "t5:DIR" or a T5 directory (default: the model\'s)'
+    )
+    p.add_argument("--vae", help='autoencoder: "identity", "osp:DIR", "vae:DIR" or an OSP VAE directory')
+    p.add_argument("--height", type=int, help="pixels (default: the model's)")
+    p.add_argument("--width", type=int, help="pixels (default: the model's)")
+    p.add_argument("--frames", type=int, help="video frames (default: the model's)")
+    p.add_argument("--views", type=int, help="multi-view views (default: the model's)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's, 30 as released)")
+    p.add_argument(
+        "--cfg", type=float, help="classifier-free guidance scale (default: the model's, 4.0 as released)"
+    )
+    p.add_argument(
+        "--sampler", choices=("euler", "flow-euler", "flow-dpm"), help="default: euler (the release)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; prompt i uses seed + i")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--out", default="outputs", help="output directory (default: ./outputs)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="model weights dtype")
+    p.add_argument("--pad", action="store_true", help="pad sizes the window does not divide, crop the output")
+    p.add_argument(
+        "--upscale", type=int, default=0, help="enlarge saved files N x (0 = auto: at least 256 px)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _normalise_specs(args: argparse.Namespace) -> None:
+    """Accept plain directories for --text-encoder (T5) and --vae (OSP if it holds checkpoint.ckpt)."""
+    if args.text_encoder and Path(args.text_encoder).expanduser().is_dir():
+        args.text_encoder = f"t5:{args.text_encoder}"
+    if args.vae and Path(args.vae).expanduser().exists() and ":" not in args.vae:
+        path = Path(args.vae).expanduser()
+        is_diffusers = (path / "config.json").is_file() and "AutoencoderKL" in (
+            path / "config.json"
+        ).read_text()
+        args.vae = f"vae:{args.vae}" if is_diffusers else f"osp:{args.vae}"
+
+
+def cli_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    _normalise_specs(args)
+    manifest = generate(args)
+    for o in manifest["outputs"]:
+        print(
+            f"{o['prompt']!r} (seed {o['seed']}) -> " + ", ".join(str(Path(args.out) / f) for f in o["files"])
+        )
+    print(f"manifest: {Path(args.out) / 'manifest.json'}", file=sys.stderr)
+    return 0
