@@ -1,0 +1,178 @@
+"""`ptdit eval`: generate from a world's evaluation prompts and score the samples with the world's judges.
+
+Shapes worlds: held-out compositions (colour-shape pairs, relations, motions never seen together in training),
+scored by the deterministic judges of `ptdit.worlds.judges` — full-prompt accuracy and per-criterion accuracies.
+Fashion-MNIST: class prompts, scored by the project's classifier (per-prompt accuracy) and FID in the project's
+feature space against the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import atomic_write_text
+from .pipeline import Pipeline, PipelineDefaults, bundled_model_dir, default_device
+
+WORLDS = ("shapes-image", "shapes-video", "shapes-multiview", "fashion-mnist")
+HEADLINE = {  # the score each world is judged by (issue 5 targets)
+    "shapes-image": "accuracy",
+    "shapes-video": "motion",
+    "shapes-multiview": "consistency",
+    "fashion-mnist": "classifier_accuracy",
+}
+
+
+def _rate(values: list[bool | None]) -> float | None:
+    asked = [v for v in values if v is not None]
+    return None if not asked else sum(bool(v) for v in asked) / len(asked)
+
+
+def evaluate_shapes(
+    pipe: Pipeline, world: str, n: int, seed: int, steps: int, cfg: float, batch_size: int, progress: bool
+) -> tuple[dict[str, Any], list[torch.Tensor], list[dict]]:
+    from .worlds.judges import heldout_prompts, judge
+
+    prompts = [p for p, _ in heldout_prompts(world, n, seed=seed)]
+    d = pipe.defaults
+    pixels = pipe(
+        prompts, [seed + i for i in range(n)], d.height, d.width, d.frames, steps, cfg, d.sampler, batch_size,
+        progress=progress,
+    )  # fmt: skip
+    per_sample, criteria = [], {}
+    for prompt, px in zip(prompts, pixels):
+        result = judge(world, px, prompt)
+        per_sample.append({"prompt": prompt, **result.as_dict()})
+        for key, value in result.criteria.items():
+            criteria.setdefault(key, []).append(value)
+    scores = {"accuracy": _rate([s["ok"] for s in per_sample]), **{k: _rate(v) for k, v in criteria.items()}}
+    return scores, pixels, per_sample
+
+
+def evaluate_fashion_mnist(
+    pipe: Pipeline, n: int, seed: int, steps: int, cfg: float, batch_size: int, progress: bool
+) -> tuple[dict[str, Any], list[torch.Tensor], list[dict]]:
+    from .worlds import fashion_mnist as fm
+    from .worlds import fmnist_nets
+
+    prompts = [fm.caption(i % 10) for i in range(n)]
+    labels = torch.tensor([i % 10 for i in range(n)])
+    d = pipe.defaults
+    pixels = pipe(
+        prompts, [seed + i for i in range(n)], d.height, d.width, 1, steps, cfg, d.sampler, batch_size,
+        progress=progress,
+    )  # fmt: skip
+    fake = torch.stack([p[:, 0] for p in pixels])  # (N, 1, H, W) in [-1, 1]
+    real_images, _ = fm.load_split("test")
+    real = fm.to_pixels(real_images[:n], size=fake.shape[-1])
+    predicted = fmnist_nets.predict(fake)
+    per_sample = [
+        {"prompt": p, "label": int(y), "predicted": int(q), "ok": bool(q == y)}
+        for p, y, q in zip(prompts, labels, predicted)
+    ]
+    per_class = {fm.CLASSES[c]: _rate([s["ok"] for s in per_sample if s["label"] == c]) for c in range(10)}
+    scores = {
+        "classifier_accuracy": _rate([s["ok"] for s in per_sample]),
+        "fid": float(fmnist_nets.fid(real, fake)),
+        "per_class_accuracy": per_class,
+    }
+    return scores, pixels, per_sample
+
+
+def sample_grid(pixels: list[torch.Tensor], path: Path, max_samples: int = 64) -> None:
+    """One PNG: a row per sample (its frames or views side by side), up to `max_samples`."""
+    from .media import grid, save_png, to_uint8
+
+    rows = []
+    for px in pixels[:max_samples]:
+        frames = [to_uint8(px[:, f]) for f in range(px.shape[1])]
+        rows.append(grid(frames, columns=len(frames), pad=1) if len(frames) > 1 else frames[0])
+    columns = 1 if pixels[0].shape[1] > 1 else 8
+    image = grid(rows, columns=min(columns, len(rows)), pad=2)
+    save_png(image, path, scale=max(1, 512 // max(image.shape[:2])) or 1)
+
+
+def evaluate(
+    model_dir: str | Path,
+    world: str | None = None,
+    n: int = 200,
+    seed: int = 0,
+    steps: int | None = None,
+    cfg: float | None = None,
+    batch_size: int = 16,
+    out: str | Path | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score a model directory on a world; writes `eval_<world>.json` and `eval_<world>.png` into `out`
+    (default ./outputs)."""
+    model_dir = Path(model_dir)
+    defaults = PipelineDefaults.read(model_dir) if model_dir.is_dir() else PipelineDefaults()
+    world = world or defaults.world
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; use --world with one of {WORLDS}")
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    pipe = Pipeline.from_pretrained(model_dir, device=device or default_device())
+    steps = steps or defaults.steps
+    cfg = defaults.cfg if cfg is None else cfg
+    start = time.perf_counter()
+    if world == "fashion-mnist":
+        scores, pixels, per_sample = evaluate_fashion_mnist(pipe, n, seed, steps, cfg, batch_size, progress)
+    else:
+        scores, pixels, per_sample = evaluate_shapes(pipe, world, n, seed, steps, cfg, batch_size, progress)
+    report = {
+        "model": str(model_dir),
+        "world": world,
+        "headline": {HEADLINE[world]: scores[HEADLINE[world]]},
+        "scores": scores,
+        "settings": {"n": n, "seed": seed, "steps": steps, "cfg": cfg, "sampler": pipe.defaults.sampler},
+        "seconds": round(time.perf_counter() - start, 1),
+        "device": str(pipe.model_device),
+        "samples": per_sample,
+    }
+    out = Path(out) if out is not None else Path("outputs")
+    out.mkdir(parents=True, exist_ok=True)
+    sample_grid(pixels, out / f"eval_{world}.png")
+    atomic_write_text(out / f"eval_{world}.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def format_scores(report: dict[str, Any]) -> str:
+    lines = [f"{report['world']}: {report['model']} (n={report['settings']['n']}, {report['seconds']} s)"]
+    for key, value in report["scores"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.2f}" for k, v in value.items() if v is not None)
+            lines.append(f"  {key:<22} {value}")
+        elif value is not None:
+            lines.append(f"  {key:<22} {value:.4f}")
+    return "\n".join(lines)
+
+
+def cli_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ptdit eval", description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="model directory (default: the bundled model of --world)")
+    p.add_argument("--world", choices=WORLDS, help="default: the world named in the model's pipeline.json")
+    p.add_argument("--n", type=int, default=200, help="number of evaluation prompts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", help="where to write eval_<world>.json / .png (default: ./outputs)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    if args.model is None:
+        task = {"shapes-video": "video", "shapes-multiview": "multiview"}.get(args.world or "", "image")
+        args.model = str(bundled_model_dir(task))
+    report = evaluate(
+        args.model, args.world, args.n, args.seed, args.steps, args.cfg, args.batch_size, args.out, args.device,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(format_scores(report))
+    return 0

@@ -1,0 +1,40 @@
+"""`ptdit eval`: scores, JSON and grid for a Shapes world (tiny untrained model, so only the plumbing is checked)."""
+
+import json
+
+import pytest
+import torch
+
+from ptdit import PTDiT, PTDiTConfig
+from ptdit.cli import main
+from ptdit.pipeline import PipelineDefaults
+
+
+@pytest.mark.parametrize(
+    "world,task,frames,window",
+    [("shapes-image", "image", 1, (1, 4, 4)), ("shapes-video", "video", 8, (4, 4, 4)),
+     ("shapes-multiview", "multiview", 8, (4, 4, 4))],
+)  # fmt: skip
+def test_eval_writes_scores_and_grid(tmp_path, capsys, world, task, frames, window):
+    torch.manual_seed(0)
+    cfg = PTDiTConfig(depth=1, hidden_size=32, num_heads=2, in_channels=3, out_channels=3, caption_channels=16,
+                      window=window)  # fmt: skip
+    PTDiT(cfg).save_pretrained(tmp_path / "m")
+    PipelineDefaults(task=task, text_encoder="random:16", autoencoder="identity", height=32, width=32, frames=frames,
+                     steps=1, cfg=2.0, world=world).write(tmp_path / "m")  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["eval", "--model", str(tmp_path / "m"), "--n", "3", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / f"eval_{world}.json").read_text())
+    assert report["world"] == world and len(report["samples"]) == 3
+    ((key, value),) = report["headline"].items()
+    assert 0.0 <= value <= 1.0 and key in report["scores"]
+    assert (out / f"eval_{world}.png").is_file()
+    assert world in capsys.readouterr().out
+
+
+def test_eval_unknown_world_is_clear(tmp_path, capsys):
+    PTDiT(PTDiTConfig(depth=1, hidden_size=32, num_heads=2, caption_channels=16)).save_pretrained(
+        tmp_path / "m"
+    )
+    assert main(["eval", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "o")]) != 0
+    assert "unknown world" in capsys.readouterr().err
