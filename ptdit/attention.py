@@ -2,17 +2,27 @@
 
 Backends: "sdpa" (torch.nn.functional.scaled_dot_product_attention, the default) and "math" (an explicit
 softmax(QK^T/sqrt(d))V in fp32, slow, for checking). New kernels are added here and nowhere else.
+
+Fast paths for the masked shifted windows (window-major q (B, nW, heads, n, d) with a per-window mask
+(nW, 1, n, n); every other call runs as "sdpa"):
+
+* "split": mask-free SDPA over all windows, then masked SDPA over only the windows whose mask is not all-true
+  (the windows that wrap around the grid border), written over the first result. Exact; the boundary windows
+  are found once per mask and cached.
+* "flex": FlexAttention (torch.nn.attention.flex_attention, compiled) with a block mask built once per mask and
+  cached. Forward only on CPU; where a gradient is needed on CPU it falls back to masked SDPA.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-BACKENDS = ("sdpa", "math")
+BACKENDS = ("sdpa", "math", "split", "flex")
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backend: str = "sdpa") -> Tensor:
@@ -28,6 +38,10 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
             out = F.scaled_dot_product_attention(q.flatten(0, -4), k.flatten(0, -4), v.flatten(0, -4))
             return out.unflatten(0, lead)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if backend in ("split", "flex") and _is_window_mask(q, mask):
+        return (_split_window_attention if backend == "split" else _flex_window_attention)(q, k, v, mask)
+    if backend in ("split", "flex"):
+        return attention(q, k, v, mask, "sdpa")
     if backend == "math":
         scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
         if mask is not None:
@@ -65,3 +79,80 @@ class Attention(nn.Module):
         q, k, v = self._heads(self.to_q(x)), self._heads(self.to_k(context)), self._heads(self.to_v(context))
         out = attention(q, k, v, mask, backend)  # (..., heads, Lq, d)
         return self.to_out(out.transpose(-3, -2).flatten(-2))
+
+
+# --------------------------------------------------------------------------------------------- window fast paths
+_MASK_CACHE: dict[tuple, tuple] = {}  # (data_ptr, shape, dtype, device, kind) -> (base tensor, value)
+
+
+def _cached(mask: Tensor, kind: str, build: Callable[[Tensor], object]) -> object:
+    """A value derived from a (nW, 1, n, n) window mask, built once per mask tensor (masks are cached by shape)."""
+    base = mask if mask._base is None else mask._base
+    key = (mask.data_ptr(), tuple(mask.shape), mask.dtype, str(mask.device), kind)
+    hit = _MASK_CACHE.get(key)
+    if hit is not None and hit[0] is base:  # the same live tensor, not a new one at a reused address
+        return hit[1]
+    if len(_MASK_CACHE) > 64:
+        _MASK_CACHE.clear()
+    value = build(mask)
+    _MASK_CACHE[key] = (base, value)
+    return value
+
+
+def _is_window_mask(q: Tensor, mask: Tensor | None) -> bool:
+    """q (B, nW, heads, n, d) with a per-window mask (nW, 1, n, n): the shifted-window call."""
+    n = q.shape[-2]
+    return (
+        mask is not None and q.dim() == 5 and mask.dim() == 4 and tuple(mask.shape) == (q.shape[1], 1, n, n)
+    )
+
+
+def _allowed(mask: Tensor) -> Tensor:
+    """bool (nW, n, n) of allowed pairs (an additive mask allows the pairs it adds 0 to)."""
+    return (mask if mask.dtype == torch.bool else mask == 0)[:, 0]
+
+
+def boundary_windows(mask: Tensor) -> Tensor:
+    """Indices (k,) of the windows whose (nW, 1, n, n) mask forbids some pair: the windows that need the mask."""
+    return _cached(mask, "boundary", lambda m: (~_allowed(m)).flatten(1).any(1).nonzero().flatten())
+
+
+def _split_window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    # q, k, v: (B, nW, heads, n, d); mask: (nW, 1, n, n)
+    idx = boundary_windows(mask)
+    out = attention(q, k, v, None, "sdpa")  # every window without a mask
+    if idx.numel() == 0:
+        return out
+    sub = (t.index_select(1, idx) for t in (q, k, v))
+    masked = F.scaled_dot_product_attention(*sub, attn_mask=mask.index_select(0, idx))  # (B, k, heads, n, d)
+    return out.index_copy(1, idx, masked)
+
+
+_FLEX: dict[str, Callable] = {}
+
+
+def _flex_block_mask(mask: Tensor) -> object:
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    allowed = _allowed(mask).contiguous()  # (nW, n, n)
+    nW, n, _ = allowed.shape
+
+    def mask_mod(b, h, q_idx, kv_idx):  # window-major flat indices: same window and an allowed pair
+        return (q_idx // n == kv_idx // n) & allowed[q_idx // n, q_idx % n, kv_idx % n]
+
+    return create_block_mask(mask_mod, None, None, nW * n, nW * n, device=mask.device)
+
+
+def _flex_window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    # q, k, v: (B, nW, heads, n, d); mask: (nW, 1, n, n)
+    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # no FlexAttention backward on CPU
+    if "fn" not in _FLEX:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
+    block_mask = _cached(mask, "flex", _flex_block_mask)
+    B, nW, H, n, d = q.shape
+    flat = [t.transpose(1, 2).reshape(B, H, nW * n, d) for t in (q, k, v)]  # (B, heads, N, d) window-major
+    out = _FLEX["fn"](*flat, block_mask=block_mask)
+    return out.view(B, H, nW, n, d).transpose(1, 2)

@@ -43,6 +43,7 @@ class PipelineDefaults:
     steps: int = 30
     cfg: float = 4.0
     sampler: str = "euler"
+    shift: float | None = None  # timestep shift ratio; None = the released sqrt(H*W/512^2) (x video factor)
     fps: float = 8.0
     world: str | None = None  # the built-in world the model was trained on, if any
 
@@ -186,7 +187,9 @@ class Pipeline:
         shape = self.latent_shape(1, frames, height, width)
         device = self.model_device
         emb, mask, uncond, uncond_mask = self.encode_prompts(prompts)
-        ratio = shift_ratio(height, width, frames if self.defaults.task == "video" else 1)
+        ratio = self.defaults.shift
+        if ratio is None:
+            ratio = shift_ratio(height, width, frames if self.defaults.task == "video" else 1)
         results: list[Tensor] = []
         for start in range(0, len(prompts), batch_size):
             idx = range(start, min(start + batch_size, len(prompts)))
