@@ -19,7 +19,7 @@ def layer_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """adaLN modulation x * (1 + scale) + shift."""
-    return torch.addcmul(shift, x, 1 + scale)
+    return x * (1 + scale) + shift  # not addcmul: bf16 rounding as released
 
 
 # --------------------------------------------------------------------------------------------- positions

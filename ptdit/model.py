@@ -158,7 +158,8 @@ class PTDiT(nn.Module):
                 if mask is not None:
                     mask = mask[:, None]  # (nW, 1, n, n): broadcast over batch and heads
                     if self.config.numerics == "release":
-                        mask = (~mask).float() * RELEASE_MASK_VALUE
+                        dtype = self.x_embedder.proj.weight.dtype
+                        mask = (~mask).to(dtype) * RELEASE_MASK_VALUE  # in bf16: -9984, as released
                 ctx.shift_mask = mask
         return ctx
 
@@ -186,13 +187,16 @@ class PTDiT(nn.Module):
         t = t.expand(B) if t.dim() == 0 or t.numel() == 1 else t
         if tuple(t.shape) != (B,):
             raise ValueError(f"timestep must be (B,) = ({B},) or a scalar, got shape {tuple(t.shape)}")
+        dtype = self.x_embedder.proj.weight.dtype  # inputs follow the weights (a bf16 model takes fp32 latents)
+        x, y_in = x.to(dtype), y_in.to(dtype)
         if cfg.numerics == "release":  # the release casts t to the weights' dtype before the sinusoid
-            t = t.to(self.x_embedder.proj.weight.dtype)
+            t = t.to(dtype)
 
         p = cfg.patch_size
         grid = (x.shape[2], x.shape[3] // p, x.shape[4] // p)  # token grid (F, h, w)
         tokens = self.x_embedder(x)  # (B, F, h, w, D)
-        tokens = tokens + sincos_pos_embed_3d(grid, cfg.hidden_size, x.device).to(tokens.dtype)
+        pos = sincos_pos_embed_3d(grid, cfg.hidden_size, x.device)  # fp32
+        tokens = (tokens + pos).to(tokens.dtype)  # bf16 + fp32 adds in fp32 (type promotion), as released
         h = window_partition(tokens, cfg.window)  # (B, nW, n, D)
 
         t_emb = self.t_embedder(t)  # (B, D) embedded timestep
@@ -208,6 +212,8 @@ class PTDiT(nn.Module):
 
         out = self.final_layer(h, t_emb)  # (B, nW, n, p*p*C_out)
         out = self.unpatchify(out, grid)[:, :, :F_, :H, :W]  # crop any padding
+        if cfg.numerics == "release":
+            out = out.float()  # the release returns fp32
         return out[:, :, 0] if image_input else out
 
     def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
@@ -218,6 +224,13 @@ class PTDiT(nn.Module):
         x = x.reshape(x.shape[0], F_, h, w, p, p, C)
         x = x.permute(0, 6, 1, 2, 4, 3, 5)  # (B, C, F, h, p, w, p)
         return x.reshape(x.shape[0], C, F_, h * p, w * p)
+
+    @classmethod
+    def from_official(cls, path: str | Path, num_heads: int | None = None, window=None, dtype=None) -> PTDiT:
+        """Load the released Qihoo-T2I checkpoint (.pt / .safetensors) strictly; see `ptdit.official`."""
+        from .official import from_official
+
+        return from_official(path, num_heads=num_heads, window=window, dtype=dtype)
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | Path) -> Path:
