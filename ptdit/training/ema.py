@@ -1,0 +1,47 @@
+"""Exponential moving average of the weights: an fp32 shadow, updated after every optimizer step."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class EMA:
+    """shadow <- decay * shadow + (1 - decay) * weights, for every floating-point parameter.
+
+    Before `start` the shadow copies the weights. The shadow tensors have the parameters' type, so with FSDP2
+    they are sharded DTensors like the parameters (the update is elementwise, no communication).
+    """
+
+    def __init__(self, model: nn.Module, decay: float, start: int = 0) -> None:
+        self.decay = float(decay)
+        self.start = int(start)
+        self.shadow: dict[str, Tensor] = {
+            name: p.detach().float().clone()
+            for name, p in model.named_parameters()
+            if p.dtype.is_floating_point
+        }
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        """Call after optimizer step `step` (1-based)."""
+        for name, p in model.named_parameters():
+            if name not in self.shadow:
+                continue
+            s = self.shadow[name]
+            if step <= self.start:
+                s.copy_(p.detach().float())
+            else:
+                s.lerp_(p.detach().float(), 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return dict(self.shadow)
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        missing = sorted(set(self.shadow) - set(state))
+        if missing:
+            raise ValueError(f"EMA state is missing {len(missing)} weights, e.g. {missing[:3]}")
+        from .distributed import copy_full_into
+
+        copy_full_into(self.shadow, state)

@@ -1,0 +1,513 @@
+"""The training loop: rectified flow (flow.py) with AdamW, warmup, clipping, EMA, bf16 autocast, gradient
+checkpointing and accumulation, DDP / FSDP2, exact resume, JSONL / PNG logs and sample grids.
+
+One optimizer step:
+    for each of grad_accum micro-batches (batch_size items per rank):
+        x0 = autoencoder.encode(pixels); captions -> "" with probability caption_dropout -> (emb, mask)
+        tau ~ logit-normal, shifted by shift_ratio(pixel H, W, frames); eps ~ N(0, 1)
+        x_tau = (1 - tau) x0 + tau eps;  v = x0 - eps
+        loss = MSE(model(x_tau, 1000 tau, emb, mask)[:, :in_channels], v)
+    loss, grad norm averaged over ranks -> stop if not finite -> clip -> AdamW -> EMA
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .. import flow
+from ..config import PTDiTConfig
+from ..model import PTDiT
+from . import checkpoint as ckpt
+from .batches import IndexedDataset, ShardedBatchOrder, collate
+from .builders import build_autoencoder, build_dataset, build_text_encoder
+from .config import TrainConfig
+from .distributed import (
+    DistInfo,
+    all_mean,
+    barrier,
+    broadcast_object,
+    copy_full_into,
+    full_model_state,
+    full_optimizer_state,
+    full_tensors,
+    init_distributed,
+    load_full_model_state,
+    load_full_optimizer_state,
+    no_grad_sync,
+    shutdown,
+    wrap_model,
+)
+from .ema import EMA
+from .logs import LOG_NAME, PLOT_NAME, JsonlLog, plot_losses
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the gradient norm became NaN/inf; no checkpoint is written from that state."""
+
+
+@dataclass
+class TrainResult:
+    step: int  # the last optimizer step done
+    loss: float  # its loss
+    run_dir: Path
+    checkpoint: Path | None  # the newest checkpoint
+    model_dir: Path | None  # the exported model (EMA weights), if checkpoint.export
+    seconds: float  # wall time of this process's loop
+    model_config: PTDiTConfig
+    rank: int = 0
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of optimizer step `step` (1-based): linear warmup, then constant or cosine to min_lr."""
+    t = cfg.train
+    if t.warmup_steps > 0 and step <= t.warmup_steps:
+        return t.lr * step / t.warmup_steps
+    if t.schedule == "cosine":
+        span = max(1, t.steps - t.warmup_steps)
+        progress = min(1.0, (step - t.warmup_steps) / span)
+        return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * progress))
+    return t.lr
+
+
+def _device(name: str, info_local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("train.device=cuda but no CUDA device is available; use train.device: cpu")
+        return torch.device("cuda", info_local_rank)
+    return torch.device(name)
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "trainer": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    generator.set_state(state["trainer"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class Trainer:
+    """Holds the run's objects; `run()` trains to cfg.train.steps. Build it through `train()`."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        dataset: Dataset | None = None,
+        text_encoder: Any = None,
+        autoencoder: nn.Module | None = None,
+    ) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.device = _device(t.device, local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.info: DistInfo = init_distributed(self.device)
+        self.parallel = t.parallel if t.parallel != "auto" else ("ddp" if self.info.enabled else "none")
+        if self.parallel != "none" and not self.info.enabled:
+            self.parallel = "none"  # one process: nothing to wrap
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        self.run_dir = Path(cfg.checkpoint.dir)
+
+        # ---- where to start: a checkpoint of this run, or fresh
+        resume = None
+        if self.info.is_main:
+            ckpt.clean_temporaries(self.run_dir)
+            resume = ckpt.resolve_resume(self.run_dir, cfg.checkpoint.resume)
+            if resume is None and not cfg.checkpoint.resume and ckpt.list_checkpoints(self.run_dir):
+                raise ValueError(
+                    f"checkpoint.dir {self.run_dir} already holds checkpoints: pass --resume (checkpoint.resume: "
+                    "auto) to continue that run, or choose a new checkpoint.dir"
+                )
+        resume = broadcast_object(str(resume) if resume else "", self.info)
+        self.resume_from = Path(resume) if resume else None
+
+        # ---- data, text, latent space
+        self.dataset = dataset if dataset is not None else build_dataset(cfg.data)
+        self.text_encoder = (
+            text_encoder if text_encoder is not None else build_text_encoder(cfg.text, self.device)
+        )
+        probe = self.dataset[0]["pixels"]  # (C, F, H, W)
+        self.pixel_size = tuple(int(v) for v in probe.shape[1:])
+        if autoencoder is None:
+            autoencoder = build_autoencoder(cfg.autoencoder, self.device, pixel_channels=int(probe.shape[0]))
+        self.autoencoder = autoencoder.to(self.device).eval().requires_grad_(False)
+        with torch.no_grad():
+            latent = self.autoencoder.encode(probe[None].to(self.device))
+        self.latent_cache = None
+        if cfg.autoencoder.cache_dir:
+            from ..data.cache import LatentCache
+
+            self.latent_cache = LatentCache(cfg.autoencoder.cache_dir, autoencoder_id=cfg.autoencoder.spec)
+            self.dataset_id = yaml.safe_dump(dataclasses.asdict(cfg.data), sort_keys=True)
+        self.model_config = cfg.model_config(
+            in_channels=int(latent.shape[1]), caption_channels=int(self.text_encoder.dim)
+        )
+
+        # ---- model (the same init on every rank), optional earlier-stage weights
+        _seed_all(t.seed)
+        model = PTDiT(self.model_config)
+        self.init_summary = None
+        if cfg.init.from_ and self.resume_from is None:
+            self.init_summary = ckpt.init_from(model, cfg.init.from_, cfg.init.weights, cfg.init.ignore)
+        model.to(self.device).train()
+        model.gradient_checkpointing = t.grad_checkpointing
+        self.raw = model
+        self.model = wrap_model(model, self.parallel, self.info, self.device)
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=t.lr,
+            betas=tuple(t.betas),
+            eps=t.eps,
+        )
+        self.ema = EMA(model, t.ema_decay, t.ema_start) if t.ema_decay > 0 else None
+
+        # ---- data order and the trainer's generator (tau, noise, caption dropout), one stream per rank
+        self.order = ShardedBatchOrder(
+            self.dataset, t.batch_size, t.seed, self.info.rank, self.info.world_size
+        )
+        self.generator = torch.Generator().manual_seed(t.seed * 1000 + 17 + self.info.rank)
+        _seed_all(t.seed * 1000 + 29 + self.info.rank)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.last_checkpoint: Path | None = None
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _load(self, path: Path) -> None:
+        state, rng = ckpt.load_trainer_state(path, self.info.rank)
+        if state["world_size"] != self.info.world_size:
+            raise ValueError(
+                f"{path} was written by {state['world_size']} rank(s); resume it with the same number of ranks "
+                f"(this run has {self.info.world_size}), or start a new stage with init.from={path}"
+            )
+        saved = PTDiTConfig.from_dict(state["model_config"])
+        if saved != self.model_config:
+            raise ValueError(
+                f"the model config of {path} differs from this config's model section: {saved} vs {self.model_config}"
+            )
+        from ..io import read_safetensors
+
+        load_full_model_state(self.raw, read_safetensors(path / "model.safetensors"), self.info)
+        load_full_optimizer_state(self.raw, self.optimizer, state["optimizer"])
+        if self.ema is not None:
+            if not (path / ckpt.EMA_NAME).is_file():
+                raise FileNotFoundError(f"{path / ckpt.EMA_NAME} is missing but train.ema_decay > 0")
+            copy_full_into(self.ema.shadow, read_safetensors(path / ckpt.EMA_NAME))
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        _set_rng_state(rng, self.generator)
+        self.last_checkpoint = path
+
+    def save(self) -> Path:
+        """Write step_XXXXXX atomically (all ranks take part: FSDP gathers are collectives)."""
+        model_state = full_model_state(self.raw)
+        optim_state = full_optimizer_state(self.raw, self.optimizer)
+        ema_state = None
+        if self.ema is not None:
+            ema_state = full_tensors(self.ema.shadow)
+        tmp = ckpt.tmp_dir_for(self.run_dir, self.step)
+        if self.info.is_main:
+            ckpt.begin(self.run_dir, self.step)
+        barrier(self.info)
+        ckpt.write_rng(tmp, self.info.rank, _rng_state(self.generator))
+        barrier(self.info)
+        final = self.run_dir / ckpt.step_dir_name(self.step)
+        if self.info.is_main:
+            if ema_state is not None:
+                ema_state = {**model_state, **{k: v.to(model_state[k].dtype) for k, v in ema_state.items()}}
+            trainer_state = {
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "optimizer": optim_state,
+                "lr": lr_at(self.step, self.cfg),
+                "world_size": self.info.world_size,
+                "model_config": self.model_config.to_dict(),
+            }
+            ckpt.write_main(tmp, model_state, ema_state, self.model_config, self.cfg.to_yaml(), trainer_state)
+            self._write_pipeline(tmp)
+            final = ckpt.commit(self.run_dir, self.step, self.cfg.checkpoint.keep_last)
+        barrier(self.info)
+        self.last_checkpoint = final
+        return final
+
+    def pipeline_defaults(self) -> dict[str, Any]:
+        """What `ptdit generate` needs to sample this model (written as pipeline.json beside the weights)."""
+        cfg = self.cfg
+        frames, height, width = self.pixel_size
+        world = cfg.data.world or None
+        task = {"shapes-video": "video", "shapes-multiview": "multiview"}.get(world or "", cfg.data.kind)
+        if cfg.data.world in ("shapes-image", "fashion-mnist"):
+            task = "image"
+        if not cfg.train.shift:
+            shift = 1.0
+        elif cfg.train.shift_scale != 1.0:
+            shift = flow.shift_ratio(height, width, frames if task == "video" else 1, cfg.train.shift_scale)
+        else:
+            shift = None  # the released sqrt(H*W/512^2) rule at the sampled size
+        ae = cfg.autoencoder.spec
+        if ae == "identity":
+            ae = f"identity:{self.model_config.in_channels}"
+        return {
+            "task": task,
+            "text_encoder": None if cfg.text.encoder.startswith("py:") else cfg.text.encoder,
+            "text_max_length": cfg.text.max_length or None,
+            "autoencoder": "identity" if ae.startswith("py:") else ae,
+            "height": height,
+            "width": width,
+            "frames": frames,
+            "steps": cfg.log.sample_steps,
+            "cfg": cfg.log.sample_cfg,
+            "shift": shift,
+            "world": world,
+        }
+
+    def _write_pipeline(self, directory: Path) -> None:
+        from ..pipeline import PipelineDefaults
+
+        PipelineDefaults(**self.pipeline_defaults()).write(directory)
+
+    # ------------------------------------------------------------------ data
+    def _batches(self):
+        """Endless (batch) stream from the saved position; keeps (epoch, batch_in_epoch) current."""
+        t = self.cfg.train
+        while True:
+            self.order.set_position(self.epoch, self.batch_in_epoch)
+            loader = DataLoader(
+                IndexedDataset(self.dataset),
+                batch_sampler=self.order,
+                num_workers=t.num_workers,
+                collate_fn=collate,
+                pin_memory=self.device.type == "cuda",
+            )
+            for batch in loader:
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    # ------------------------------------------------------------------ one micro-batch
+    def _encode(self, pixels: Tensor, batch: dict) -> Tensor:
+        """x0 = autoencoder.encode(pixels) (B, C', F', h, w), through the latent cache when one is configured."""
+        if self.latent_cache is None:
+            return self.autoencoder.encode(pixels).float()
+        cache = self.latent_cache
+        keys = [
+            cache.key(k if k is not None else f"{self.dataset_id}:{i}")
+            for k, i in zip(batch.get("key", [None] * len(batch["index"])), batch["index"])
+        ]
+        found = [cache.get(k) for k in keys]
+        missing = [j for j, f in enumerate(found) if f is None]
+        if missing:
+            fresh = self.autoencoder.encode(pixels[missing]).float()
+            for j, lat in zip(missing, fresh):
+                cache.put(keys[j], lat.cpu())
+                found[j] = lat
+        cache.hits += len(keys) - len(missing)
+        cache.misses += len(missing)
+        return torch.stack([f.to(self.device).float() for f in found])
+
+    def _loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+        t = self.cfg.train
+        pixels = batch["pixels"].to(self.device, non_blocking=True)
+        B, _, frames, height, width = pixels.shape
+        with torch.no_grad():
+            x0 = self._encode(pixels, batch)
+            captions = list(batch["caption"])
+            drop = torch.rand(B, generator=self.generator) < t.caption_dropout
+            captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+            emb, mask = self.text_encoder(captions)
+            emb, mask = emb.to(self.device).float(), mask.to(self.device)
+        ratio = flow.shift_ratio(height, width, frames, t.shift_scale) if t.shift else 1.0
+        tau = flow.sample_training_tau(
+            B,
+            ratio,
+            generator=self.generator,
+            distribution=t.timestep_distribution,
+            loc=t.logit_mean,
+            scale=t.logit_std,
+        )
+        noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
+        tau = tau.to(self.device)
+        x_t = flow.add_noise(x0, noise, tau)
+        target = flow.velocity_target(x0, noise)  # "v-prediction" in the paper = this velocity
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
+            out = self.model(x_t, flow.NUM_TRAIN_TIMESTEPS * tau, emb, mask)
+        loss = F.mse_loss(out[:, : self.model_config.in_channels].float(), target)
+        return loss, tau.detach().cpu()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, progress: bool | None = None) -> TrainResult:
+        cfg, t = self.cfg, self.cfg.train
+        main = self.info.is_main
+        log = JsonlLog(self.run_dir / LOG_NAME, self.step if self.resume_from else None) if main else None
+        show = (cfg.log.progress if progress is None else progress) and main
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        batches = self._batches()
+        params = [p for p in self.raw.parameters() if p.requires_grad]
+        start, loss_value = time.perf_counter(), float("nan")
+        try:
+            while self.step < t.steps:
+                step = self.step + 1
+                t0 = time.perf_counter()
+                lr = lr_at(step, cfg)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                total, taus = torch.zeros((), device=self.device), []
+                for micro in range(t.grad_accum):
+                    batch = next(batches)
+                    with no_grad_sync(self.model, self.parallel, sync=micro == t.grad_accum - 1):
+                        loss, tau = self._loss(batch)
+                        (loss / t.grad_accum).backward()
+                    total += loss.detach() / t.grad_accum
+                    taus.append(tau)
+                loss_value = float(all_mean(total, self.info))
+                if not math.isfinite(loss_value):
+                    self._diverged(step, "loss", loss_value)
+                max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                if hasattr(grad_norm, "full_tensor"):
+                    grad_norm = grad_norm.full_tensor()
+                grad_norm = float(grad_norm)
+                if not math.isfinite(grad_norm):
+                    self._diverged(step, "gradient norm", grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.ema is not None:
+                    self.ema.update(self.raw, step)
+                self.step = step
+                tau_all = torch.cat(taus)
+                record = {
+                    "step": step,
+                    "loss": loss_value,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tau_mean": float(tau_all.mean()),
+                    "tau_min": float(tau_all.min()),
+                    "tau_max": float(tau_all.max()),
+                    "epoch": self.epoch,
+                    "seconds": round(time.perf_counter() - t0, 6),
+                }
+                if log is not None:
+                    log.write(record)
+                if bar is not None:
+                    bar.update(1)
+                    if step % cfg.log.every == 0 or step == t.steps:
+                        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+                every = cfg.checkpoint.every
+                if every and step % every == 0 and step < t.steps:
+                    self.save()
+                if main and cfg.log.plot_every and step % cfg.log.plot_every == 0:
+                    plot_losses(self.run_dir / LOG_NAME, self.run_dir / PLOT_NAME)
+                if cfg.log.sample_every and step % cfg.log.sample_every == 0:
+                    self.sample_grid()
+            if self.last_checkpoint is None or self.last_checkpoint.name != ckpt.step_dir_name(self.step):
+                self.save()
+            model_dir = None
+            if cfg.checkpoint.export and main:
+                model_dir = ckpt.export_model(self.last_checkpoint, self.run_dir / "model")
+                self._write_pipeline(model_dir)
+            if main:
+                plot_losses(self.run_dir / LOG_NAME, self.run_dir / PLOT_NAME)
+            barrier(self.info)
+        finally:
+            if bar is not None:
+                bar.close()
+            if log is not None:
+                log.close()
+        return TrainResult(
+            self.step,
+            loss_value,
+            self.run_dir,
+            self.last_checkpoint,
+            model_dir,
+            time.perf_counter() - start,
+            self.model_config,
+        )
+
+    def _diverged(self, step: int, what: str, value: float) -> None:
+        kept = (
+            f"the last good checkpoint is {self.last_checkpoint}"
+            if self.last_checkpoint
+            else "no checkpoint was written yet"
+        )
+        raise TrainingDiverged(
+            f"step {step}: the {what} is {value}; training stopped without writing a checkpoint from this state "
+            f"({kept}). Lower train.lr, keep train.grad_clip > 0 or check the data, then resume."
+        )
+
+    # ------------------------------------------------------------------ samples
+    @torch.no_grad()
+    def sample_grid(self) -> Path | None:
+        """A PNG grid of log.sample_prompts (rows) x frames (columns) with the current (raw) weights.
+
+        With FSDP2 every rank takes part in the forward passes; rank 0 writes the file.
+        """
+        if not self.info.is_main and self.parallel != "fsdp":
+            return None
+        from .samples import sample_grid
+
+        self.raw.eval()
+        try:
+            return sample_grid(self, self.run_dir / "samples" / f"{ckpt.step_dir_name(self.step)}.png")
+        finally:
+            self.raw.train()
+
+
+def train(
+    cfg: TrainConfig,
+    dataset: Dataset | None = None,
+    text_encoder: Any = None,
+    autoencoder: nn.Module | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train from a TrainConfig; the optional objects replace what the data/text/autoencoder sections build."""
+    trainer = Trainer(cfg, dataset=dataset, text_encoder=text_encoder, autoencoder=autoencoder)
+    try:
+        return trainer.run(progress)
+    finally:
+        shutdown(trainer.info)
