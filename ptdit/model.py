@@ -187,7 +187,8 @@ class PTDiT(nn.Module):
         t = t.expand(B) if t.dim() == 0 or t.numel() == 1 else t
         if tuple(t.shape) != (B,):
             raise ValueError(f"timestep must be (B,) = ({B},) or a scalar, got shape {tuple(t.shape)}")
-        dtype = self.x_embedder.proj.weight.dtype  # inputs follow the weights (a bf16 model takes fp32 latents)
+        # inputs follow the weights' dtype (a bf16 model takes fp32 latents)
+        dtype = self.x_embedder.proj.weight.dtype
         x, y_in = x.to(dtype), y_in.to(dtype)
         if cfg.numerics == "release":  # the release casts t to the weights' dtype before the sinusoid
             t = t.to(dtype)
