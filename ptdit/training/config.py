@@ -73,6 +73,7 @@ class TrainSection:
     ema_start: int = 0  # EMA copies the weights until this step, then averages
     bf16: bool = False  # bf16 autocast (CPU and CUDA); weights, optimizer and EMA stay fp32
     grad_checkpointing: bool = False
+    compile: bool = False  # torch.compile every block (ptdit.fast.compile_blocks): ~3x faster steps on CPU
     caption_dropout: float = 0.1  # probability of replacing a caption by "" (the CFG unconditional prompt)
     objective: str = "velocity"  # velocity | v_prediction: the same target v = x0 - eps (the paper's wording)
     timestep_distribution: str = "logit_normal"  # logit_normal | uniform

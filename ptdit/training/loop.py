@@ -191,6 +191,10 @@ class Trainer:
             self.init_summary = ckpt.init_from(model, cfg.init.from_, cfg.init.weights, cfg.init.ignore)
         model.to(self.device).train()
         model.gradient_checkpointing = t.grad_checkpointing
+        if t.compile:
+            from ..fast import compile_blocks
+
+            compile_blocks(model)  # in place: parameter names (and checkpoints) do not change
         self.raw = model
         self.model = wrap_model(model, self.parallel, self.info, self.device)
         decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -200,6 +204,7 @@ class Trainer:
             lr=t.lr,
             betas=tuple(t.betas),
             eps=t.eps,
+            fused=self.parallel != "fsdp",  # one kernel for all parameters (CPU and CUDA); FSDP2 keeps foreach
         )
         self.ema = EMA(model, t.ema_decay, t.ema_start) if t.ema_decay > 0 else None
 
