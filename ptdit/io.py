@@ -13,20 +13,28 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 
-def _atomic_replace(path: Path, write) -> None:
+def _atomic_replace(path: Path, write, durable: bool = True) -> None:
+    """Write through `write(tmp)` into a temporary file beside `path`, then rename it into place.
+
+    durable=True also fsyncs the file and its folder (checkpoints, outputs); caches pass False: a rename is
+    still atomic, only a power loss could lose the newest entries.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -338,7 +338,9 @@ class EmbeddingCache:
                     keep = int(m.nonzero().max()) + 1 if m.any() else 1
                     e, m = e[:keep], m[:keep]
                 meta = {"encoder": self.encoder.identifier, "prompt": prompt}
-                save_safetensors_atomic({"emb": e, "mask": m}, self.path(prompt), metadata=meta)
+                save_safetensors_atomic(
+                    {"emb": e, "mask": m}, self.path(prompt), metadata=meta, durable=False
+                )
         return len(todo)
 
     def __call__(self, prompts: Prompts) -> tuple[Tensor, Tensor]:

@@ -88,7 +88,9 @@ class LatentCache:
     def put(self, key: str, latents: Latents) -> None:
         """Store a tensor or a {name: tensor} dict under `key` (atomically: a crash leaves no partial file)."""
         tensors = dict(latents) if isinstance(latents, Mapping) else {_SINGLE: latents}
-        save_safetensors_atomic(tensors, self.path(key), metadata={"autoencoder_id": self.autoencoder_id})
+        save_safetensors_atomic(
+            tensors, self.path(key), metadata={"autoencoder_id": self.autoencoder_id}, durable=False
+        )
 
     def get_or_compute(self, key: str, fn: Callable[[], Latents]) -> Latents:
         """The cached latents for `key` (loaded on the CPU), or `fn()` stored under `key` and returned as is."""
