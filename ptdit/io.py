@@ -51,10 +51,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def save_safetensors_atomic(
-    state: Mapping[str, Tensor], path: str | Path, metadata: dict | None = None
+    state: Mapping[str, Tensor], path: str | Path, metadata: dict | None = None, durable: bool = True
 ) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    _atomic_replace(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _atomic_replace(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata), durable)
 
 
 def torch_save_atomic(obj, path: str | Path) -> None:
