@@ -69,13 +69,15 @@ def evaluate_fashion_mnist(
     )  # fmt: skip
     fake = torch.stack([p[:, 0] for p in pixels])  # (N, 1, H, W) in [-1, 1]
     real_images, _ = fm.load_split("test")
-    real = fm.to_pixels(real_images[:n], size=fake.shape[-1])
+    real = fm.to_pixels(real_images[:n], size=fake.shape[-1])[:, None]  # (N, 1, H, W)
     predicted = fmnist_nets.predict(fake)
     per_sample = [
         {"prompt": p, "label": int(y), "predicted": int(q), "ok": bool(q == y)}
         for p, y, q in zip(prompts, labels, predicted)
     ]
-    per_class = {fm.CLASSES[c]: _rate([s["ok"] for s in per_sample if s["label"] == c]) for c in range(10)}
+    per_class = {
+        fm.CLASS_NAMES[c]: _rate([s["ok"] for s in per_sample if s["label"] == c]) for c in range(10)
+    }
     scores = {
         "classifier_accuracy": _rate([s["ok"] for s in per_sample]),
         "fid": float(fmnist_nets.fid(real, fake)),

@@ -38,3 +38,20 @@ def test_eval_unknown_world_is_clear(tmp_path, capsys):
     )
     assert main(["eval", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "o")]) != 0
     assert "unknown world" in capsys.readouterr().err
+
+
+def test_eval_fashion_mnist(tmp_path):
+    from ptdit.worlds.fashion_mnist import dataset_available
+
+    if not dataset_available():
+        pytest.skip("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
+    torch.manual_seed(0)
+    cfg = PTDiTConfig(depth=1, hidden_size=32, num_heads=2, in_channels=1, out_channels=1, caption_channels=16,
+                      window=(1, 4, 4))  # fmt: skip
+    PTDiT(cfg).save_pretrained(tmp_path / "m")
+    PipelineDefaults(task="image", text_encoder="random:16", autoencoder="identity:1", height=32, width=32,
+                     steps=1, world="fashion-mnist").write(tmp_path / "m")  # fmt: skip
+    assert main(["eval", "--model", str(tmp_path / "m"), "--n", "20", "--out", str(tmp_path), "--quiet"]) == 0
+    report = json.loads((tmp_path / "eval_fashion-mnist.json").read_text())
+    assert 0.0 <= report["scores"]["classifier_accuracy"] <= 1.0 and report["scores"]["fid"] > 0
+    assert len(report["scores"]["per_class_accuracy"]) == 10
