@@ -33,10 +33,14 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
     Returns (..., heads, Lq, d) in q's dtype.
     """
     if backend == "sdpa":
-        if q.dim() > 4 and mask is None:  # fold extra batch dims: a view, and the fused kernels want 4-D
+        if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
+            mask = mask.to(q.dtype)  # torch 2.13 CPU: an fp32 additive mask with fp64 q gives wrong results
+        if q.dim() > 4:  # fold extra batch dims: the fused kernels want 4-D (5-D runs the math kernel)
             lead = q.shape[:-3]
-            out = F.scaled_dot_product_attention(q.flatten(0, -4), k.flatten(0, -4), v.flatten(0, -4))
-            return out.unflatten(0, lead)
+            if mask is not None:
+                mask = mask.expand(*lead, *mask.shape[-3:]).reshape(-1, *mask.shape[-3:])
+            q, k, v = q.flatten(0, -4), k.flatten(0, -4), v.flatten(0, -4)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).unflatten(0, lead)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     if backend in ("split", "flex") and _is_window_mask(q, mask):
         return (_split_window_attention if backend == "split" else _flex_window_attention)(q, k, v, mask)
@@ -94,7 +98,8 @@ def _cached(mask: Tensor, kind: str, build: Callable[[Tensor], object]) -> objec
         return hit[1]
     if len(_MASK_CACHE) > 64:
         _MASK_CACHE.clear()
-    value = build(mask)
+    with torch.inference_mode(False):  # a cache built in inference mode must still serve autograd later
+        value = build(mask)
     _MASK_CACHE[key] = (base, value)
     return value
 
@@ -124,7 +129,7 @@ def _split_window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Te
     if idx.numel() == 0:
         return out
     sub = (t.index_select(1, idx) for t in (q, k, v))
-    masked = F.scaled_dot_product_attention(*sub, attn_mask=mask.index_select(0, idx))  # (B, k, heads, n, d)
+    masked = attention(*sub, mask.index_select(0, idx), "sdpa")  # (B, k, heads, n, d), folded to 4-D
     return out.index_copy(1, idx, masked)
 
 
