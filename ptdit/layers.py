@@ -31,6 +31,7 @@ def _sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
+@torch.inference_mode(False)  # cached tensors must also serve training calls made after an inference call
 def _sincos_3d(grid: tuple[int, int, int], dim: int, device: str) -> Tensor:
     F_, H, W = grid
     d_t, d_s = dim // 4, 3 * dim // 8

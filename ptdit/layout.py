@@ -101,6 +101,7 @@ def shift_region_labels(grid: Grid, window: Window, shift: Window) -> Tensor:
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)  # cached tensors must also serve training calls made after an inference call
 def _shift_mask(grid: Grid, window: Window, shift: Window, device: str) -> Tensor | None:
     labels = shift_region_labels(grid, window, shift).view(1, *grid, 1)
     labels = window_partition(labels, window)[0, :, :, 0]  # (nW, n)
@@ -119,6 +120,7 @@ def shift_window_mask(
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
 def _shift_perm(grid: Grid, window: Window, shift: Window, device: str) -> tuple[Tensor, Tensor]:
     slots = torch.arange(grid[0] * grid[1] * grid[2]).view(1, num_windows(grid, window), -1, 1)
     rolled = window_partition(cyclic_shift(window_merge(slots, grid, window), shift), window)

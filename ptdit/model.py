@@ -138,7 +138,8 @@ class PTDiT(nn.Module):
         if tuple(mask.shape) != (B, L):
             raise ValueError(f"encoder_attention_mask must be (B, L) = {(B, L)}, got {tuple(mask.shape)}")
         keep = mask.bool() if mask.dtype == torch.bool else mask != 0
-        if not bool(keep.any(dim=1).all()):
+        capturing = keep.is_cuda and torch.cuda.is_current_stream_capturing()  # no host sync in a CUDA graph
+        if not capturing and not bool(keep.any(dim=1).all()):
             raise ValueError("encoder_attention_mask has a sample with no valid text token (an all-zero row)")
         keep = keep[:, None, None, :]  # (B, 1, 1, L): broadcast over heads and queries
         if self.config.numerics == "release":

@@ -19,12 +19,7 @@ def tiny_preset(monkeypatch):
     monkeypatch.setitem(PRESETS, "PT-DiT-T", dict(depth=2, hidden_size=64, num_heads=4))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_parse_model_names_and_flags():

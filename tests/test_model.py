@@ -393,3 +393,11 @@ def test_xl_preset_parameter_count_matches_release():
     with torch.device("meta"):
         model = PTDiT(PTDiTConfig.from_preset("PT-DiT-XL"))
     assert model.num_parameters() == 1_131_629_216  # the released Qihoo-T2I-1B (official-layout.md 1.2)
+
+
+def test_shape_caches_built_in_inference_mode_serve_training():
+    model = PTDiT(tiny(window=(1, 2, 2)))
+    x, t, y = inputs(H=20, W=28)  # a size no other test uses, so the caches are built here
+    with torch.inference_mode():
+        model(x, t, y)
+    model(x, t, y).square().mean().backward()  # would fail on inference tensors saved for backward

@@ -250,13 +250,7 @@ def inputs(h: int = 48, w: int = 48, t=(500.0, 500.0), seed: int = 1, caption: i
     return x, torch.tensor(t), y, mask
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is ~50x faster than two on a shared, loaded CPU (measured 0.05 s vs 3 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
