@@ -321,6 +321,17 @@ def convert_official_checkpoint(
     return model
 
 
+def released_pipeline():
+    """How the release samples (official-layout.md 2.10, 4): 1024^2, 30 Euler steps on the shifted rflow schedule,
+    CFG 4.0 with the empty negative prompt, T5 at 200 tokens. The T5 and VAE folders are the user's."""
+    from .pipeline import PipelineDefaults
+
+    return PipelineDefaults(
+        task="image", text_encoder=None, text_max_length=200, autoencoder=None, height=1024, width=1024,
+        frames=1, steps=30, cfg=4.0, sampler="euler", shift=None,
+    )  # fmt: skip
+
+
 def save_model_dir_atomic(model: PTDiT, out_dir: str | Path) -> Path:
     """model.save_pretrained into a temporary sibling of `out_dir`, then one rename (no half-written directory)."""
     out_dir = Path(out_dir)
@@ -329,6 +340,7 @@ def save_model_dir_atomic(model: PTDiT, out_dir: str | Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
+        released_pipeline().write(tmp)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         os.replace(tmp, out_dir)

@@ -36,7 +36,7 @@ class PipelineDefaults:
     task: str = "image"
     text_encoder: str | None = None  # spec for ptdit.text.load_text_encoder ("minilm", "t5:/dir", ...)
     text_max_length: int | None = None
-    autoencoder: str = "identity"  # spec for ptdit.autoencoders.load_autoencoder
+    autoencoder: str | None = "identity"  # spec for ptdit.autoencoders.load_autoencoder; None = must be given
     height: int = 1024  # pixels
     width: int = 1024
     frames: int = 1  # pixel frames (video) or views (multi-view)
@@ -118,11 +118,16 @@ class Pipeline:
                 f"text encoder {spec!r} gives {encoder.dim}-d states but the model takes caption_channels="
                 f"{model.config.caption_channels}"
             )
+        ae_spec = autoencoder or defaults.autoencoder
+        if ae_spec is None:
+            raise ValueError(
+                f"{model_dir} does not name its autoencoder: pass --vae (e.g. the Open-Sora-Plan VAE dir)"
+            )
         ae_dtype = torch.float32 if device.type == "cpu" else dtype
-        ae = load_autoencoder(autoencoder or defaults.autoencoder, device=device, dtype=ae_dtype)
+        ae = load_autoencoder(ae_spec, device=device, dtype=ae_dtype)
         if ae.latent_channels != model.config.in_channels:
             raise ValueError(
-                f"autoencoder {autoencoder or defaults.autoencoder!r} has {ae.latent_channels} latent channels but the "
+                f"autoencoder {ae_spec!r} has {ae.latent_channels} latent channels but the "
                 f"model takes in_channels={model.config.in_channels}"
             )
         return cls(model, encoder, ae, defaults, source=str(model_dir))

@@ -538,3 +538,43 @@ def test_failed_conversion_leaves_nothing(tmp_path, capsys):
         torch.save(synthetic_state(depth=1), tmp_path / "tiny.pt")
         convert_official_checkpoint(tmp_path / "tiny.pt", out)
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------- the released path
+def test_generate_with_converted_model_t5_and_osp_vae(tmp_path, t5_dir, capsys):
+    """ptdit convert-official, then ptdit generate with a T5 folder and an Open-Sora-Plan VAE folder."""
+    import json
+
+    from PIL import Image
+
+    from ptdit.autoencoders.osp_causalvae import OSPCausalVAE, OSPCausalVAEConfig
+    from ptdit.cli import main
+
+    torch.manual_seed(0)
+    state = synthetic_state(depth=2, width=64, caption=16)
+    torch.save({"model": state}, tmp_path / "qihoo.pt")
+    assert (
+        main(["convert-official", str(tmp_path / "qihoo.pt"), str(tmp_path / "conv"), "--num-heads", "4"])
+        == 0
+    )
+    defaults = json.loads((tmp_path / "conv" / "pipeline.json").read_text())
+    assert (defaults["height"], defaults["steps"], defaults["cfg"], defaults["text_max_length"]) == (
+        1024,
+        30,
+        4.0,
+        200,
+    )
+    vae = OSPCausalVAE(OSPCausalVAEConfig(hidden_size=8, hidden_size_mult=(1, 2, 2, 2), num_groups=4))
+    vae.save_pretrained(tmp_path / "vae")
+    out = tmp_path / "out"
+    argv = ["generate", "a red dog", "--model", str(tmp_path / "conv"), "--height", "128", "--width", "128",
+            "--steps", "2", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 1  # the converted dir names no text encoder
+    assert "--text-encoder" in capsys.readouterr().err
+    assert main([*argv, "--text-encoder", str(t5_dir)]) == 1  # nor a VAE
+    assert "--vae" in capsys.readouterr().err
+    assert main([*argv, "--text-encoder", str(t5_dir), "--vae", str(tmp_path / "vae")]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["cfg"] == 4.0 and manifest["settings"]["autoencoder"].startswith("osp:")
+    image = Image.open(out / manifest["outputs"][0]["files"][0])
+    assert image.size == (256, 256) and image.mode == "RGB"  # 128 px enlarged 2x for viewing

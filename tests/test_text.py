@@ -16,34 +16,10 @@ from ptdit.text import (
     prepare_t5_prompt,
 )
 
-WORDS = ["a", "red", "square", "blue", "circle", "on", "the", "left", "right", "of", "cat"]
-
 
 @pytest.fixture(scope="module")
 def minilm():
     return load_text_encoder("minilm", max_length=16)
-
-
-@pytest.fixture(scope="module")
-def t5_dir(tmp_path_factory):
-    """A tiny random T5 encoder and a word-level tokenizer (pad 0, </s> 1, unk 2) saved like a real one."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
-    directory = tmp_path_factory.mktemp("t5")
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
-    fast.save_pretrained(directory)
-    torch.manual_seed(0)
-    config = T5Config(vocab_size=len(vocab), d_model=16, d_kv=4, num_heads=2, num_layers=1, d_ff=32,
-                      relative_attention_num_buckets=8, feed_forward_proj="gated-gelu")  # fmt: skip
-    T5EncoderModel(config).save_pretrained(directory)
-    return directory
 
 
 def test_minilm_shapes_and_mask(minilm):
