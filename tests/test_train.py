@@ -330,3 +330,21 @@ def test_latent_and_text_caches_give_the_same_losses(tmp_path):
     train(cfg_of(tiny(tmp_path / "hit", train={"steps": 3}, **caches)))
     assert len(list((tmp_path / "lat").rglob("*.safetensors"))) == n_files  # all hits
     assert losses(tmp_path / "plain") == losses(tmp_path / "fill") == losses(tmp_path / "hit")
+
+
+def test_ema_warmup_and_copy_before_start():
+    from torch import nn
+
+    from ptdit.training.ema import EMA
+
+    model = nn.Linear(2, 2)
+    ema = EMA(model, decay=0.999, start=2)
+    assert ema.decay_at(3) == pytest.approx(2 / 11) and ema.decay_at(100_000) == 0.999
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, 1)  # before start: a copy
+    assert torch.equal(ema.shadow["weight"], model.weight)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.update(model, 3)  # first averaged step: d = 2/11
+    assert torch.allclose(ema.shadow["weight"], torch.full((2, 2), 1.0 * 2 / 11 + 3.0 * 9 / 11))

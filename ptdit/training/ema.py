@@ -7,9 +7,11 @@ from torch import Tensor, nn
 
 
 class EMA:
-    """shadow <- decay * shadow + (1 - decay) * weights, for every floating-point parameter.
+    """shadow <- d * shadow + (1 - d) * weights, for every floating-point parameter.
 
-    Before `start` the shadow copies the weights. The shadow tensors have the parameters' type, so with FSDP2
+    Before `start` the shadow copies the weights. After it, d = min(decay, (1 + k) / (10 + k)) at the k-th
+    averaged step: the usual EMA warmup, so that a short run's average is not dominated by the initial weights
+    (0.999^1000 = 37% of them without it). d depends on the step alone, so a resumed run averages exactly alike. The shadow tensors have the parameters' type, so with FSDP2
     they are sharded DTensors like the parameters (the update is elementwise, no communication).
     """
 
@@ -22,6 +24,10 @@ class EMA:
             if p.dtype.is_floating_point
         }
 
+    def decay_at(self, step: int) -> float:
+        k = step - self.start
+        return min(self.decay, (1 + k) / (10 + k))
+
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Call after optimizer step `step` (1-based)."""
@@ -32,7 +38,7 @@ class EMA:
             if step <= self.start:
                 s.copy_(p.detach().float())
             else:
-                s.lerp_(p.detach().float(), 1.0 - self.decay)
+                s.lerp_(p.detach().float(), 1.0 - self.decay_at(step))
 
     def state_dict(self) -> dict[str, Tensor]:
         return dict(self.shadow)
