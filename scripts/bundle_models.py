@@ -1,12 +1,13 @@
 """Bundle trained Shapes models into the package and score them.
 
-    python scripts/bundle_models.py [--tasks image video multiview] [--n 200]
+    python scripts/bundle_models.py [--tasks image video multiview] [--n 200] [--weights ema|model] [--baselines image]
 
 For each task: take the latest checkpoint of runs/shapes_<task> (trained by `ptdit train configs/shapes_<task>.yaml`),
-export its EMA weights in bf16 (to keep the three bundled models small) to ptdit/assets/models/shapes-<task>, then
-run `ptdit eval` on the bundled directory and write docs/results/eval_shapes-<task>.json + .png. The training cost
-(steps, seconds, samples) is read from the run's train_log.jsonl. docs/results.md is made from these files by
-scripts/results_doc.py.
+export its weights (`--weights`) in bf16 (to keep the three bundled models small) to ptdit/assets/models/shapes-<task>,
+then run `ptdit eval` on the bundled directory and write docs/results/eval_shapes-<task>.json + .png. `--baselines`
+also scores runs/shapes_<task>_full (the same config with `--model.attention full`, not bundled) into
+docs/results/baseline/. The training cost is read from each run's train_log.jsonl. docs/results.md is made from
+these files by scripts/results_doc.py.
 """
 
 from __future__ import annotations
@@ -28,47 +29,74 @@ RESULTS = ROOT / "docs" / "results"
 
 
 def training_cost(run_dir: Path, step: int) -> dict:
-    """Steps, summed step seconds and samples seen up to `step`, from the run's JSONL log."""
-    rows = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["step"] <= step]
-    config = (run_dir / "model" / "config.json") if (run_dir / "model").is_dir() else None
+    """Steps, summed step seconds and the last loss up to `step`, from the run's JSONL log."""
+    lines = (run_dir / "train_log.jsonl").read_text().splitlines()
+    rows = [r for r in (json.loads(line) for line in lines if line.strip()) if r["step"] <= step]
     return {
         "steps": step,
         "step_seconds": round(sum(r["seconds"] for r in rows), 1),
         "final_loss": rows[-1]["loss"] if rows else None,
-        "config": str(config) if config else None,
     }
 
 
-def bundle(task: str, n: int, runs: Path) -> dict:
-    run_dir = runs / f"shapes_{task}"
+def export_bf16(run_dir: Path, out: Path, weights: str) -> Path:
+    """The latest checkpoint of `run_dir` as a model dir at `out`, weights in bf16; returns the checkpoint."""
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint: run `ptdit train configs/shapes_{task}.yaml` first")
-    out = ASSETS / f"shapes-{task}"
+        raise FileNotFoundError(f"{run_dir} has no checkpoint: train it first (see configs/)")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    export_model(ckpt, tmp, weights="ema")
+    export_model(ckpt, tmp, weights=weights)
     state = read_safetensors(tmp / "model.safetensors")
     save_safetensors_atomic({k: v.to(torch.bfloat16) for k, v in state.items()}, tmp / "model.safetensors")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    return ckpt
+
+
+def score(
+    run_dir: Path, model_dir: Path, ckpt: Path, world: str, n: int, results: Path, weights: str
+) -> dict:
+    report = evaluate(model_dir, world=world, n=n, out=results)
     step = int(ckpt.name.split("_")[-1])
-    report = evaluate(out, world=f"shapes-{task}", n=n, out=RESULTS)
-    report["training"] = {"run": str(run_dir.relative_to(ROOT)), **training_cost(run_dir, step)}
-    (RESULTS / f"eval_shapes-{task}.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["training"] = {
+        "run": str(run_dir.relative_to(ROOT)),
+        "weights": weights,
+        **training_cost(run_dir, step),
+    }
+    (results / f"eval_{world}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def bundle(task: str, n: int, runs: Path, weights: str) -> dict:
+    run_dir, out = runs / f"shapes_{task}", ASSETS / f"shapes-{task}"
+    ckpt = export_bf16(run_dir, out, weights)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS, weights)
+
+
+def baseline(task: str, n: int, runs: Path, weights: str) -> dict:
+    run_dir = runs / f"shapes_{task}_full"
+    out = run_dir / "bundled"
+    ckpt = export_bf16(run_dir, out, weights)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS / "baseline", weights)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", nargs="+", default=["image", "video", "multiview"])
+    p.add_argument("--tasks", nargs="*", default=["image", "video", "multiview"])
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--runs", default=str(ROOT / "runs"))
+    p.add_argument(
+        "--weights", choices=("ema", "model"), default="ema", help="which weights of the checkpoint"
+    )
+    p.add_argument("--baselines", nargs="*", default=[], help="tasks whose full-attention run to score too")
     args = p.parse_args()
     for task in args.tasks:
-        report = bundle(task, args.n, Path(args.runs))
+        report = bundle(task, args.n, Path(args.runs), args.weights)
         print(task, report["headline"], report["training"])
+    for task in args.baselines:
+        report = baseline(task, args.n, Path(args.runs), args.weights)
+        print(task, "full attention", report["headline"], report["training"])
 
 
 if __name__ == "__main__":

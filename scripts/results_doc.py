@@ -65,11 +65,35 @@ def section(report: dict) -> list[str]:
         f"{size}), bundled at `ptdit/assets/models/{world}` (bf16 weights).",
         f"Training: `ptdit train {cfg_file.relative_to(ROOT)}` — {train.get('steps')} steps of batch "
         f"{train_cfg.get('batch_size')}, {train.get('step_seconds')} s of step time on the CPU below, final loss "
-        f"{_fmt(train.get('final_loss'))}.",
+        f"{_fmt(train.get('final_loss'))}; bundled weights: {train.get('weights', 'ema')}.",
         "",
         f"![samples of {world}](results/eval_{world}.png)",
         "",
     ]
+    base_path = RESULTS / "baseline" / f"eval_{world}.json"
+    if base_path.is_file():
+        base = json.loads(base_path.read_text())
+        btrain = base.get("training", {})
+        keys = [k for k, v in report["scores"].items() if not isinstance(v, dict)]
+        lines += [
+            f"Full-attention baseline (`--model.attention full`, the PixArt-alpha block at the same width and depth, "
+            f"the same data, steps and batch): {btrain.get('step_seconds')} s of step time.",
+            "",
+            "| model | " + " | ".join(keys) + " |",
+            "|---|" + "---|" * len(keys),
+            "| PT-DiT | " + " | ".join(_fmt(report["scores"].get(k)) for k in keys) + " |",
+            "| full attention | " + " | ".join(_fmt(base["scores"].get(k)) for k in keys) + " |",
+            "",
+            f"![samples of the full-attention baseline](results/baseline/eval_{world}.png)",
+            "",
+        ]
+    else:
+        lines += [
+            "Full-attention baseline: not trained yet (`ptdit train "
+            f"configs/{world.replace('-', '_')}.yaml --model.attention full --checkpoint.dir "
+            f"runs/{world.replace('-', '_')}_full`).",
+            "",
+        ]
     return lines
 
 
