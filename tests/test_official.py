@@ -488,7 +488,7 @@ def test_cli_round_trip_gives_the_same_model(tiny, tmp_path, capsys):
     out = tmp_path / "converted"
     assert cli_main([str(path), str(out), "--num-heads", "4"]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "pipeline.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["converted"]  # no temporary directory left
     loaded = PTDiT.from_pretrained(out)
     assert loaded.config == model.config and loaded.config.extra["source"] == "qihoo-t2x-official"
