@@ -956,7 +956,7 @@ def cli_main(argv: list[str]) -> int:
     gpu = device.type == "cuda"
     dtype = DTYPES[args.dtype or ("bf16" if gpu else "fp32")]
     warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
-    repeats = args.repeats or (10 if gpu else 3)
+    repeats = args.repeats or (10 if gpu else 2 if args.quick else 3)  # --quick: < 5 min on 2 CPU cores
     rows = []
     for case in cases:
         t0 = time.perf_counter()
