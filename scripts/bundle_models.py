@@ -58,6 +58,7 @@ def score(
     run_dir: Path, model_dir: Path, ckpt: Path, world: str, n: int, results: Path, weights: str
 ) -> dict:
     report = evaluate(model_dir, world=world, n=n, out=results)
+    report["model"] = str(model_dir.relative_to(ROOT))  # no machine-specific paths in committed results
     step = int(ckpt.name.split("_")[-1])
     report["training"] = {
         "run": str(run_dir.relative_to(ROOT)),
