@@ -117,7 +117,7 @@ def main() -> None:
         "prompts: `python -m ptdit.worlds.judges`).",
         "",
         "**Where this stands.** All three bundled models are far below the issue's 90% targets: the runs below are",
-        "a few thousand CPU steps (about 36 minutes for the image model, 30 minutes each for video and multi-view, on",
+        "short CPU runs (1,500 steps, about 36 minutes, for the image model; 450 steps, about 30 minutes each, for video and multi-view, on",
         "two shared cores), which teaches colours (76% for images) but not yet clean shapes, so full-prompt accuracy",
         "stays near zero. At this budget neither PT-DiT nor its full-attention baseline (same config, data, steps and",
         "batch) is near the targets; the baseline is ahead on video and on multi-view object identity, PT-DiT on image",
