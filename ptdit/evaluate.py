@@ -96,7 +96,7 @@ def sample_grid(pixels: list[torch.Tensor], path: Path, max_samples: int = 64) -
         rows.append(grid(frames, columns=len(frames), pad=1) if len(frames) > 1 else frames[0])
     columns = 1 if pixels[0].shape[1] > 1 else 8
     image = grid(rows, columns=min(columns, len(rows)), pad=2)
-    save_png(image, path, scale=max(1, 512 // max(image.shape[:2])) or 1)
+    save_png(image, path, scale=max(1, 512 // max(image.shape[:2])))
 
 
 def evaluate(

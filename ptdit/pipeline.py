@@ -195,11 +195,11 @@ class Pipeline:
         ratio = self.defaults.shift
         if ratio is None:
             ratio = shift_ratio(height, width, frames if self.defaults.task == "video" else 1)
+        scheduler = make_scheduler(sampler, shift=ratio)  # sample() sets its timesteps on every call
         results: list[Tensor] = []
         for start in range(0, len(prompts), batch_size):
             idx = range(start, min(start + batch_size, len(prompts)))
             noise = torch.cat([initial_noise(shape, seeds[i], device) for i in idx])
-            scheduler = make_scheduler(sampler, shift=ratio)
             latents = sample(
                 self.model, scheduler, noise, emb[idx.start : idx.stop].to(device),
                 mask[idx.start : idx.stop].to(device), uncond.to(device), uncond_mask.to(device),
@@ -274,7 +274,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     sampler = args.sampler or defaults.sampler
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     device = torch.device(args.device) if args.device != "auto" else default_device()
-    if args.dtype != "fp32" and device.type == "cpu" and args.dtype == "fp16":
+    if device.type == "cpu" and args.dtype == "fp16":
         raise ValueError("fp16 is not supported on the CPU: use --dtype fp32 or bf16")
 
     pipe = Pipeline.from_pretrained(
