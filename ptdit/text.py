@@ -21,6 +21,7 @@ import html
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -350,6 +351,33 @@ class EmbeddingCache:
         length = self.encoder.max_length if self.encoder.fixed_length else None
         emb, mask = pad_and_stack(embs, masks, length)
         return emb.to(self.encoder.device), mask.to(self.encoder.device)
+
+
+class MemoryCachedEncoder:
+    """A contract-2 encoder (prompts -> (emb (B, L, D), mask (B, L))) that encodes each distinct prompt once.
+
+    The rows stay where the encoder puts them (on the GPU when the encoder runs there), so a training step on
+    a small caption vocabulary (the Shapes worlds: a few thousand captions) costs one stack instead of a text
+    encoder forward or B file reads. Memory: one (L, D) row per distinct prompt.
+    """
+
+    def __init__(self, encoder: Any, dim: int) -> None:
+        self.encoder, self.dim = encoder, int(dim)
+        self.rows: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def __call__(self, prompts: Prompts) -> tuple[Tensor, Tensor]:
+        prompts = _as_list(prompts)
+        new = [p for p in dict.fromkeys(prompts) if p not in self.rows]
+        if new:
+            emb, mask = self.encoder(new)
+            for prompt, e, m in zip(new, emb, mask):
+                self.rows[prompt] = (e, m)
+        rows = [self.rows[p] for p in prompts]
+        lengths = {e.shape[0] for e, _ in rows}
+        if len(lengths) == 1:
+            return torch.stack([e for e, _ in rows]), torch.stack([m for _, m in rows])
+        emb, mask = pad_and_stack([e for e, _ in rows], [m for _, m in rows], None)
+        return emb.to(rows[0][0].device), mask.to(rows[0][0].device)
 
 
 def encode_cached(

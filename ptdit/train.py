@@ -93,7 +93,9 @@ def cli_main(argv: list[str]) -> int:
     result = train(cfg, progress=False if args.no_progress else None)
     if result.rank == 0:
         print(
-            f"trained {result.step} steps in {result.seconds:.1f} s, last loss {result.loss:.4f}; "
+            f"trained {result.step} steps in {result.seconds:.1f} s, last loss {result.loss:.4f}"
+            + (" (stopped by train.time_limit_s)" if result.step < cfg.train.steps else "")
+            + "; "
             f"checkpoint {result.checkpoint}" + (f"; model {result.model_dir}" if result.model_dir else "")
         )
     return 0

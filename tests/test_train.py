@@ -348,3 +348,84 @@ def test_ema_warmup_and_copy_before_start():
         model.weight.fill_(3.0)
     ema.update(model, 3)  # first averaged step: d = 2/11
     assert torch.allclose(ema.shadow["weight"], torch.full((2, 2), 1.0 * 2 / 11 + 3.0 * 9 / 11))
+
+
+def test_preload_and_memory_text_cache_train_the_same_run(tmp_path):
+    """data.preload and text.memory_cache change the speed, not the run: same batches, same losses."""
+    train(cfg_of(tiny(tmp_path / "plain", train={"steps": 4})))
+    fast = tiny(
+        tmp_path / "fast",
+        train={"steps": 4, "num_workers": 2},
+        data={"preload": True},
+        text={"memory_cache": True},
+    )
+    train(cfg_of(fast))
+    assert losses(tmp_path / "fast") == losses(tmp_path / "plain")
+
+
+def test_preload_keeps_items_buckets_and_keys():
+    from ptdit.data.memory import preload
+
+    ds = TinyDataset(n=10, sizes=[[1, 8, 8], [1, 8, 16]])
+    mem = preload(ds, num_workers=0, batch_size=3)
+    assert len(mem) == 10 and [mem.bucket_of(i) for i in range(10)] == [ds.bucket_of(i) for i in range(10)]
+    for i in range(10):
+        a, b = ds[i], mem[i]
+        assert b["caption"] == a["caption"] and torch.equal(b["pixels"], a["pixels"])
+
+
+def test_preload_with_workers_holds_no_file_descriptor_per_item():
+    """Items received from DataLoader workers are copied out of shared memory: 3000 items preload under an
+    open-file limit of 256 (per-item shared tensors failed with 'received 0 items of ancdata')."""
+    code = (
+        "import resource, sys; sys.path.insert(0, sys.argv[1]);"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256));"
+        "from train_fixtures import TinyDataset; from ptdit.data.memory import preload;"
+        "print(len(preload(TinyDataset(n=3000, size=8), num_workers=2, batch_size=16)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(TESTS)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "3000", out.stderr[-2000:]
+
+
+def test_training_and_scoring_need_no_video_packages():
+    """The lent GPU image has neither imageio-ffmpeg nor av: training, preloading and scoring must import."""
+    code = (
+        "import sys; sys.modules['imageio_ffmpeg'] = None; sys.modules['av'] = None;"
+        "import ptdit.training, ptdit.data, ptdit.data.memory, ptdit.evaluate, ptdit.pipeline, ptdit.worlds.judges"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_memory_cached_encoder_encodes_each_prompt_once():
+    from ptdit.text import MemoryCachedEncoder, load_text_encoder
+
+    enc = load_text_encoder("random:16", max_length=6)
+    calls = []
+
+    def counting(prompts):
+        calls.append(list(prompts))
+        return enc(prompts)
+
+    memo = MemoryCachedEncoder(counting, enc.dim)
+    prompts = ["a red square", "", "a red square", "a blue circle"]
+    emb, mask = memo(prompts)
+    ref_emb, ref_mask = enc(prompts)
+    assert torch.equal(emb, ref_emb) and torch.equal(mask, ref_mask)
+    memo(["", "a blue circle"])
+    assert calls == [["a red square", "", "a blue circle"]]
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resumes(tmp_path):
+    d = tiny(tmp_path / "run", train={"steps": 10_000, "time_limit_s": 1.0}, checkpoint={"every": 0})
+    result = train(cfg_of(d))
+    assert 1 <= result.step < 10_000
+    assert (
+        result.checkpoint.name == f"step_{result.step:06d}"
+        and (result.model_dir / "model.safetensors").is_file()
+    )
+    d["train"].update(steps=result.step + 2, time_limit_s=0.0)
+    d["checkpoint"]["resume"] = "auto"
+    assert train(cfg_of(d)).step == result.step + 2

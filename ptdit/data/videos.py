@@ -6,7 +6,6 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import torch
 from PIL import Image
@@ -45,6 +44,8 @@ class _VideoReader:
             self._gif = Image.open(path)
             self.frame_count, self.exact = int(getattr(self._gif, "n_frames", 1)), True
         else:
+            import imageio_ffmpeg  # only video folders need ffmpeg
+
             self._stream = imageio_ffmpeg.read_frames(str(path))
             meta = next(self._stream)
             self._width, self._height = meta["size"]

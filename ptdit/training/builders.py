@@ -102,6 +102,10 @@ def build_text_encoder(text: TextSection, device: torch.device) -> Any:
         from ..text import EmbeddingCache
 
         encoder = _CachedEncoder(EmbeddingCache(encoder, text.cache_dir), encoder.dim)
+    if text.memory_cache:
+        from ..text import MemoryCachedEncoder
+
+        encoder = MemoryCachedEncoder(encoder, encoder.dim)
     return encoder
 
 

@@ -38,6 +38,9 @@ class DataSection:
         0  # items of a world (0 = the world's default: 50000 Shapes scenes, all of Fashion-MNIST)
     )
     seed: int = 0  # seed of a procedural world
+    preload: bool = (
+        False  # render/decode every item once into memory (float16) before training (ptdit.data.memory)
+    )
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the dataset builder
 
 
@@ -46,6 +49,9 @@ class TextSection:
     encoder: str = "minilm"  # minilm | t5:/dir | random:<dim> | py:package.module:function
     max_length: int = 0  # 0 = the encoder's default
     cache_dir: str = ""  # precomputed-embedding cache (when ptdit.data offers one)
+    memory_cache: bool = (
+        False  # keep each distinct caption's embedding in memory (on the device) once encoded
+    )
 
 
 @dataclass
@@ -59,6 +65,9 @@ class AutoencoderSection:
 @dataclass
 class TrainSection:
     steps: int = 1000  # optimizer steps
+    time_limit_s: float = (
+        0.0  # stop (checkpoint + export) at the first step that ends after this many seconds; 0 = none
+    )
     batch_size: int = 8  # per rank, per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-4
@@ -394,6 +403,7 @@ def validate(cfg: TrainConfig) -> None:
     )
     need(t.threads >= 0, f"train.threads must be >= 0, got {t.threads}")
     need(t.num_workers >= 0, f"train.num_workers must be >= 0, got {t.num_workers}")
+    need(t.time_limit_s >= 0, f"train.time_limit_s must be >= 0 (0 = no limit), got {t.time_limit_s}")
     need(
         cfg.checkpoint.every >= 0 and cfg.checkpoint.keep_last >= 0,
         "checkpoint.every and checkpoint.keep_last must be >= 0",

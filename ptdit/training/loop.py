@@ -163,6 +163,10 @@ class Trainer:
 
         # ---- data, text, latent space
         self.dataset = dataset if dataset is not None else build_dataset(cfg.data)
+        if cfg.data.preload:
+            from ..data.memory import preload
+
+            self.dataset = preload(self.dataset, num_workers=t.num_workers)
         self.text_encoder = (
             text_encoder if text_encoder is not None else build_text_encoder(cfg.text, self.device)
         )
@@ -204,7 +208,8 @@ class Trainer:
             lr=t.lr,
             betas=tuple(t.betas),
             eps=t.eps,
-            fused=self.parallel != "fsdp",  # one kernel for all parameters (CPU and CUDA); FSDP2 keeps foreach
+            fused=self.parallel
+            != "fsdp",  # one kernel for all parameters (CPU and CUDA); FSDP2 keeps foreach
         )
         self.ema = EMA(model, t.ema_decay, t.ema_start) if t.ema_decay > 0 else None
 
@@ -322,7 +327,7 @@ class Trainer:
             loader = DataLoader(
                 IndexedDataset(self.dataset),
                 batch_sampler=self.order,
-                num_workers=t.num_workers,
+                num_workers=0 if self.cfg.data.preload else t.num_workers,  # preloaded items cost nothing
                 collate_fn=collate,
                 pin_memory=self.device.type == "cuda",
             )
@@ -397,6 +402,8 @@ class Trainer:
         start, loss_value = time.perf_counter(), float("nan")
         try:
             while self.step < t.steps:
+                if t.time_limit_s and self._out_of_time(start):
+                    break  # the checkpoint and export below are written as at the last step
                 step = self.step + 1
                 t0 = time.perf_counter()
                 lr = lr_at(step, cfg)
@@ -473,6 +480,11 @@ class Trainer:
             time.perf_counter() - start,
             self.model_config,
         )
+
+    def _out_of_time(self, start: float) -> bool:
+        """train.time_limit_s spent (rank 0's clock decides, so all ranks stop at the same step)."""
+        late = time.perf_counter() - start >= self.cfg.train.time_limit_s
+        return bool(broadcast_object(late, self.info)) if self.info.enabled else late
 
     def _diverged(self, step: int, what: str, value: float) -> None:
         kept = (
