@@ -32,11 +32,18 @@ def training_cost(run_dir: Path, step: int) -> dict:
     """Steps, summed step seconds and the last loss up to `step`, from the run's JSONL log."""
     lines = (run_dir / "train_log.jsonl").read_text().splitlines()
     rows = [r for r in (json.loads(line) for line in lines if line.strip()) if r["step"] <= step]
-    return {
+    cost = {
         "steps": step,
         "step_seconds": round(sum(r["seconds"] for r in rows), 1),
         "final_loss": rows[-1]["loss"] if rows else None,
     }
+    machine = run_dir / "machine.json"  # written by scripts/gpu/train_shapes.py
+    if machine.is_file():
+        info = json.loads(machine.read_text())
+        cost["machine"] = {
+            k: info[k] for k in ("device", "torch", "time_limit_s", "parallel_runs") if k in info
+        }
+    return cost
 
 
 def export_bf16(run_dir: Path, out: Path, weights: str) -> Path:
@@ -55,9 +62,16 @@ def export_bf16(run_dir: Path, out: Path, weights: str) -> Path:
 
 
 def score(
-    run_dir: Path, model_dir: Path, ckpt: Path, world: str, n: int, results: Path, weights: str
+    run_dir: Path,
+    model_dir: Path,
+    ckpt: Path,
+    world: str,
+    n: int,
+    results: Path,
+    weights: str,
+    batch_size: int = 16,
 ) -> dict:
-    report = evaluate(model_dir, world=world, n=n, out=results)
+    report = evaluate(model_dir, world=world, n=n, out=results, batch_size=batch_size)
     report["model"] = str(model_dir.relative_to(ROOT))  # no machine-specific paths in committed results
     step = int(ckpt.name.split("_")[-1])
     report["training"] = {
@@ -69,17 +83,17 @@ def score(
     return report
 
 
-def bundle(task: str, n: int, runs: Path, weights: str) -> dict:
+def bundle(task: str, n: int, runs: Path, weights: str, batch_size: int) -> dict:
     run_dir, out = runs / f"shapes_{task}", ASSETS / f"shapes-{task}"
     ckpt = export_bf16(run_dir, out, weights)
-    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS, weights)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS, weights, batch_size)
 
 
-def baseline(task: str, n: int, runs: Path, weights: str) -> dict:
+def baseline(task: str, n: int, runs: Path, weights: str, batch_size: int) -> dict:
     run_dir = runs / f"shapes_{task}_full"
     out = run_dir / "bundled"
     ckpt = export_bf16(run_dir, out, weights)
-    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS / "baseline", weights)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS / "baseline", weights, batch_size)
 
 
 def main() -> None:
@@ -91,12 +105,13 @@ def main() -> None:
         "--weights", choices=("ema", "model"), default="ema", help="which weights of the checkpoint"
     )
     p.add_argument("--baselines", nargs="*", default=[], help="tasks whose full-attention run to score too")
+    p.add_argument("--batch-size", type=int, default=16, help="samples per generation batch")
     args = p.parse_args()
     for task in args.tasks:
-        report = bundle(task, args.n, Path(args.runs), args.weights)
+        report = bundle(task, args.n, Path(args.runs), args.weights, args.batch_size)
         print(task, report["headline"], report["training"])
     for task in args.baselines:
-        report = baseline(task, args.n, Path(args.runs), args.weights)
+        report = baseline(task, args.n, Path(args.runs), args.weights, args.batch_size)
         print(task, "full attention", report["headline"], report["training"])
 
 
