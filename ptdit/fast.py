@@ -35,7 +35,10 @@ class FusedQKVAttention(Attention):
 
     def _weights(self, names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
         layers = [getattr(self, n) for n in names]
-        if torch.is_grad_enabled() and any(p.requires_grad for m in layers for p in m.parameters()):
+        training = torch.is_grad_enabled() and any(p.requires_grad for m in layers for p in m.parameters())
+        if training or torch.compiler.is_compiling():
+            # in a compiled graph the concatenation is part of the graph; the Python-side cache below would
+            # break it (torch 2.11 recompiled on its data_ptr()/_version stamp at every call)
             return torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers])
         cache = self.__dict__.setdefault("_fused_cache", {})
         stamp = tuple(
