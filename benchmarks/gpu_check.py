@@ -347,6 +347,50 @@ def step_graphs(run: Run) -> None:
             run.measure(m, (1, s, s), train=False, warmup=2, repeats=10)
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_profile(run: Run) -> None:
+    """Where the time goes at 512² (the size where PT-DiT-L trails PixArt-alpha): the top kernels of one forward.
+
+    Written to profile_<model>.txt beside gpu_check.md (torch.profiler, after warm-up; batch 2 as in the targets).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    size = 64 if run.smoke else 512
+    models = (
+        ("PixArt-alpha-S", "PT-DiT-S+fast")
+        if run.smoke
+        else ("PixArt-alpha", "PT-DiT-L+fast", "PT-DiT-L-lean+fast")
+    )
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if run.device.type == "cuda" else [])
+    sort = "cuda_time_total" if run.device.type == "cuda" else "cpu_time_total"
+    for m in models:
+        if not run.time_left(30):
+            run.say(f"skip profile {m}: time budget spent")
+            return
+        built = B.build(B.Case(m, size, size, 1), run.device, run.dtype)
+        inputs = built.make_inputs(2)
+        with torch.no_grad():
+            for _ in range(3):
+                built.call(inputs)
+            _sync(run.device)
+            with profile(activities=activities) as prof:
+                built.call(inputs)
+                _sync(run.device)
+        table = prof.key_averages().table(sort_by=sort, row_limit=25)
+        kernels = sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+        name = m.replace("+", "_").replace("/", "_")
+        atomic_write_text(
+            run.out / f"profile_{name}.txt", f"{m} at {size}^2, batch 2: {kernels} GPU kernels\n{table}\n"
+        )
+        run.say(f"profile {m}: {kernels} GPU kernels in one forward")
+        del built, inputs
+        B.free_memory(run.device)
+
+
 # =============================================================================================== targets
 def _forward(run: Run, model: str, size: tuple[int, int, int]) -> float | None:
     f, h, w = size
@@ -431,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     run.step("PT-DiT-XL training step", step_train)
     run.step("PT-DiT-XL 2048^2 memory", step_memory)
     run.step("CUDA graphs", step_graphs)
+    run.step("profile at 512^2", step_profile)
     run.step("extras", step_extras)
     evaluate_targets(run)
     run.save(plot=True)
