@@ -41,7 +41,7 @@ def training_cost(run_dir: Path, step: int) -> dict:
     if machine.is_file():
         info = json.loads(machine.read_text())
         cost["machine"] = {
-            k: info[k] for k in ("device", "torch", "time_limit_s", "parallel_runs") if k in info
+            k: info[k] for k in ("device", "torch", "time_limit_s", "config") if k in info
         }
     return cost
 

@@ -68,7 +68,7 @@ def section(report: dict) -> list[str]:
     train = report.get("training", {})
     run_cfg = ROOT / "ptdit" / "assets" / "models" / world / "config.json"
     model_cfg = json.loads(run_cfg.read_text()) if run_cfg.is_file() else {}
-    cfg_file = ROOT / "configs" / f"{world.replace('-', '_')}.yaml"
+    cfg_file = ROOT / train.get("machine", {}).get("config", f"configs/{world.replace('-', '_')}.yaml")
     train_cfg = yaml.safe_load(cfg_file.read_text())["train"] if cfg_file.is_file() else {}
     target = TARGETS.get(world)
     verdict = (

