@@ -80,7 +80,7 @@ def test_out_of_memory_and_bad_cases_become_notes(monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
 
-    monkeypatch.setattr(bench, "build", oom)
+    monkeypatch.setattr(bench.measure, "build", oom)  # the name measure_case calls
     row = measure_case(Case("PT-DiT-XL", 4096, 4096), "cpu", torch.float32)
     assert row["forward_ms"] is None and row["notes"].startswith("out of memory")
     monkeypatch.undo()
