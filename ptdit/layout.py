@@ -119,6 +119,27 @@ def shift_window_mask(
     return _shift_mask(tuple(grid), tuple(window), tuple(shift), str(torch.device(device)))
 
 
+def shift_window_bias(
+    grid: Grid, window: Window, shift: Window, device: torch.device | str, dtype: torch.dtype
+) -> Tensor | None:
+    """`shift_window_mask` as an additive (nW, 1, n, n) mask in `dtype` (0 = allowed, -inf = not), or None.
+
+    Cached like the boolean mask, so attention gets a ready bias instead of converting a bool mask every call.
+    """
+    return _shift_bias(tuple(grid), tuple(window), tuple(shift), str(torch.device(device)), dtype)
+
+
+@functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
+def _shift_bias(grid: Grid, window: Window, shift: Window, device: str, dtype: torch.dtype) -> Tensor | None:
+    allowed = _shift_mask(grid, window, shift, device)
+    if allowed is None:
+        return None
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))[
+        :, None
+    ]
+
+
 @functools.lru_cache(maxsize=64)
 @torch.inference_mode(False)
 def _shift_perm(grid: Grid, window: Window, shift: Window, device: str) -> tuple[Tensor, Tensor]:

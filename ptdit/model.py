@@ -15,7 +15,14 @@ from torch.utils.checkpoint import checkpoint
 from .blocks import BlockContext, make_block
 from .config import PTDiTConfig
 from .layers import CaptionProjection, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_3d
-from .layout import shift_permutation, shift_size, shift_window_mask, window_merge, window_partition
+from .layout import (
+    shift_permutation,
+    shift_size,
+    shift_window_bias,
+    shift_window_mask,
+    window_merge,
+    window_partition,
+)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -131,7 +138,9 @@ class PTDiT(nn.Module):
                 f"{self.config.patch_size} (" + "; ".join(problems) + "), or build the model with pad=True"
             )
 
-    def _text_mask(self, mask: Tensor | None, y: Tensor) -> Tensor | None:
+    def _text_mask(self, mask: Tensor | None, y: Tensor, attn_dtype: torch.dtype) -> Tensor | None:
+        """(B, L) 0/1 or bool -> (B, 1, 1, L) additive mask in the attention dtype (0 = keep, -inf = drop), built
+        once per forward: a bool mask would be converted inside every attention call (two extra kernels each)."""
         B, L = y.shape[:2]
         if mask is None:
             return None
@@ -144,10 +153,16 @@ class PTDiT(nn.Module):
         keep = keep[:, None, None, :]  # (B, 1, 1, L): broadcast over heads and queries
         if self.config.numerics == "release":
             return (~keep).to(y.dtype) * RELEASE_MASK_VALUE
-        return keep
+        return torch.zeros(keep.shape, dtype=attn_dtype, device=keep.device).masked_fill_(
+            ~keep, float("-inf")
+        )
 
     def _context(
-        self, grid: tuple[int, int, int], text_mask: Tensor | None, device: torch.device
+        self,
+        grid: tuple[int, int, int],
+        text_mask: Tensor | None,
+        device: torch.device,
+        attn_dtype: torch.dtype = torch.float32,
     ) -> BlockContext:
         window = self.config.window
         ctx = BlockContext(grid=grid, window=window, text_mask=text_mask, backend=self.attention_backend)
@@ -155,12 +170,13 @@ class PTDiT(nn.Module):
             shift = shift_size(window)
             if any(shift):
                 ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
-                mask = shift_window_mask(grid, window, shift, device)
-                if mask is not None:
-                    mask = mask[:, None]  # (nW, 1, n, n): broadcast over batch and heads
-                    if self.config.numerics == "release":
+                if self.config.numerics == "release":
+                    mask = shift_window_mask(grid, window, shift, device)
+                    if mask is not None:
                         dtype = self.x_embedder.proj.weight.dtype
-                        mask = (~mask).to(dtype) * RELEASE_MASK_VALUE  # in bf16: -9984, as released
+                        mask = (~mask[:, None]).to(dtype) * RELEASE_MASK_VALUE  # in bf16: -9984, as released
+                else:  # (nW, 1, n, n) additive, cached per shape and dtype: broadcast over batch and heads
+                    mask = shift_window_bias(grid, window, shift, device, attn_dtype)
                 ctx.shift_mask = mask
         return ctx
 
@@ -204,7 +220,12 @@ class PTDiT(nn.Module):
         t_emb = self.t_embedder(t)  # (B, D) embedded timestep
         t6 = self.t_block(F.silu(t_emb)).unflatten(1, (6, cfg.hidden_size))  # (B, 6, D)
         y = self.y_embedder(y_in)  # (B, L, D)
-        ctx = self._context(grid, self._text_mask(encoder_attention_mask, y), x.device)
+        # the dtype q, k, v will have: autocast's, else the weights'; masks are built in it once per forward
+        on = x.device.type
+        attn_dtype = torch.get_autocast_dtype(on) if torch.is_autocast_enabled(on) else dtype
+        ctx = self._context(
+            grid, self._text_mask(encoder_attention_mask, y, attn_dtype), x.device, attn_dtype
+        )
 
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

@@ -40,9 +40,7 @@ def training_cost(run_dir: Path, step: int) -> dict:
     machine = run_dir / "machine.json"  # written by scripts/gpu/train_shapes.py
     if machine.is_file():
         info = json.loads(machine.read_text())
-        cost["machine"] = {
-            k: info[k] for k in ("device", "torch", "time_limit_s", "config") if k in info
-        }
+        cost["machine"] = {k: info[k] for k in ("device", "torch", "time_limit_s", "config") if k in info}
     return cost
 
 

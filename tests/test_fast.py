@@ -226,6 +226,21 @@ def test_tokens_stay_window_major_across_the_network():
     assert deep.get("index", 0) == 3 * 2  # the cyclic shift: one gather in, one gather out per block
 
 
+@pytest.mark.parametrize("block", ["official", "lean"])
+def test_masks_are_converted_once_per_forward_not_per_attention(block):
+    """The text mask and the shifted-window mask reach attention as additive masks in q's dtype: no attention call
+    converts a bool mask (SDPA would run `where` + two `scalar_tensor`s per call), with or without autocast."""
+    x, t, y, m = inputs()
+    for autocast in (False, True):
+        model = PTDiT(tiny(block, depth=3)).eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model(x, t, y, m)  # builds the cached window mask for this dtype
+            with _OpCounter() as c:
+                model(x, t, y, m)
+        assert "where" not in c.counts and "scalar_tensor" not in c.counts, c.counts
+        assert c.counts.get("masked_fill_", 0) == 1  # the text mask, once (the window mask is cached)
+
+
 def test_bf16_forward_tracks_fp64_reference():
     model = model_with_live_branches(tiny())
     x, t, y, m = inputs()

@@ -196,14 +196,19 @@ def main() -> None:
     p.add_argument("--pack", default="", help="write <task>.tar.gz of the results here")
     p.add_argument("--extra", default="", help='overrides for every run, e.g. "--data.num_items 512"')
     p.add_argument(
-        "--config", action="append", default=[], help="TASK=PATH: train TASK from PATH (default configs/shapes_TASK.yaml)"
+        "--config",
+        action="append",
+        default=[],
+        help="TASK=PATH: train TASK from PATH (default configs/shapes_TASK.yaml)",
     )
     args = p.parse_args()
     EXTRA[:] = shlex.split(args.extra)
     for item in args.config:
         task, sep, path = item.partition("=")
         if not sep or task not in ("image", "video", "multiview") or not (ROOT / path).is_file():
-            raise SystemExit(f"--config {item!r}: use TASK=PATH with TASK image|video|multiview and an existing file")
+            raise SystemExit(
+                f"--config {item!r}: use TASK=PATH with TASK image|video|multiview and an existing file"
+            )
         CONFIGS[task] = path
     t0 = time.time()
     train_all(args.tasks, args.train_s, args.device, args.grace_s)
