@@ -208,8 +208,8 @@ class Trainer:
             lr=t.lr,
             betas=tuple(t.betas),
             eps=t.eps,
-            fused=self.parallel
-            != "fsdp",  # one kernel for all parameters (CPU and CUDA); FSDP2 keeps foreach
+            # one kernel for all parameters (CPU and CUDA); FSDP2 keeps foreach
+            fused=self.parallel != "fsdp",
         )
         self.ema = EMA(model, t.ema_decay, t.ema_start) if t.ema_decay > 0 else None
 
