@@ -76,3 +76,19 @@ def test_minilm_transport_round_trip(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-2
+
+
+def test_profile_train_step_writes_tables(tmp_path):
+    out = tmp_path / "profile.txt"
+    cmd = [
+        sys.executable,
+        "scripts/gpu/profile_train_step.py",
+        "configs/example_tiny.yaml",
+        "--out",
+        str(out),
+    ]
+    cmd += ["--steps", "1", "--set", "--train.threads", "1", "--data.num_items", "64"]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = out.read_text()
+    assert "ms per step" in text and "aten::addmm" in text

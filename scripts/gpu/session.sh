@@ -30,9 +30,15 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
     --grace-s "$GRACE_S" --score-timeout-s "$SCORE_S" --batch-size 100 --pack "$OUT" --extra "$EXTRA" \
     $(for c in $CONFIGS; do echo --config "$c"; done)
   echo "shapes done at $(elapsed) s"
+  mkdir -p /tmp/gpu_check
+  if [ $(( TOTAL_S - $(elapsed) )) -gt 180 ]; then  # where a Shapes training step's time goes (for the next run)
+    for variant in "" "--model.attention full"; do
+      timeout 60 python3 scripts/gpu/profile_train_step.py configs/shapes_multiview.yaml \
+        --out "/tmp/gpu_check/profile_train_multiview${variant:+_full}.txt" --set $variant || echo "profile exit $?"
+    done
+  fi
   LEFT=$(( TOTAL_S - $(elapsed) ))
   if [ "$LEFT" -gt 60 ]; then
-    mkdir -p /tmp/gpu_check
     timeout $((LEFT - 15)) python3 benchmarks/gpu_check.py --out /tmp/gpu_check --budget-s $((LEFT - 60)) \
       $GPU_CHECK_ARGS > /tmp/gpu_check/stdout.log 2>&1 || echo "gpu_check exit $?"
     tail -40 /tmp/gpu_check/stdout.log
