@@ -3,7 +3,7 @@
     python3 scripts/gpu/profile_train_step.py configs/shapes_multiview.yaml --out /tmp/profile.txt [--steps 10]
         [--set --model.attention full ...]
 
-On the H100 the Shapes models took 60-90 ms per step (docs/results.md) for about 2 TFLOP of work; this tells whether
+On the H100 the Shapes multi-view model took 259.5 s of step time for 2,769 steps (docs/results.md); this tells whether
 the time is the GPU's (kernels) or the host's (Python, data, launches). Eager (train.compile false), so the table
 names our modules' operators; writes the top operators by device and by host time and the mean step time.
 """
