@@ -29,6 +29,14 @@ WEIGHTS_NAME = "model.safetensors"
 RELEASE_MASK_VALUE = -10000.0  # the released additive mask value (bf16: -9984)
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype active for `device_type`, or None (also for devices without autocast, e.g. meta)."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except RuntimeError:  # "unknown device type for autocast"
+        return None
+
+
 class PTDiT(nn.Module):
     """Proxy-Tokenized Diffusion Transformer.
 
@@ -221,8 +229,7 @@ class PTDiT(nn.Module):
         t6 = self.t_block(F.silu(t_emb)).unflatten(1, (6, cfg.hidden_size))  # (B, 6, D)
         y = self.y_embedder(y_in)  # (B, L, D)
         # the dtype q, k, v will have: autocast's, else the weights'; masks are built in it once per forward
-        on = x.device.type
-        attn_dtype = torch.get_autocast_dtype(on) if torch.is_autocast_enabled(on) else dtype
+        attn_dtype = _autocast_dtype(x.device.type) or dtype
         ctx = self._context(
             grid, self._text_mask(encoder_attention_mask, y, attn_dtype), x.device, attn_dtype
         )
