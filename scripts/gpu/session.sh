@@ -12,6 +12,7 @@ TRAIN_S=${TRAIN_S:-300}
 GRACE_S=${GRACE_S:-90}
 SCORE_S=${SCORE_S:-90}
 EXTRA=${EXTRA:-}
+TASKS=${TASKS:-image video multiview}
 CONFIGS=${CONFIGS:-}  # e.g. "image=configs/shapes_image_gpu.yaml video=configs/shapes_video_gpu.yaml"
 GPU_CHECK_ARGS=${GPU_CHECK_ARGS:-}
 OUT=${OUT:?set OUT}
@@ -26,7 +27,7 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   echo "setup done at $(elapsed) s"
-  timeout $((TRAIN_S + GRACE_S + SCORE_S + 60)) python3 scripts/gpu/train_shapes.py --train-s "$TRAIN_S" \
+  timeout $((TRAIN_S + GRACE_S + SCORE_S + 60)) python3 scripts/gpu/train_shapes.py --tasks $TASKS --train-s "$TRAIN_S" \
     --grace-s "$GRACE_S" --score-timeout-s "$SCORE_S" --batch-size 100 --pack "$OUT" --extra "$EXTRA" \
     $(for c in $CONFIGS; do echo --config "$c"; done)
   echo "shapes done at $(elapsed) s"
