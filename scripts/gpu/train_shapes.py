@@ -86,9 +86,6 @@ class Job:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         print(f"start {self.dir.name}: {' '.join(cmd[2:])}", flush=True)
 
-    def poll(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
     def finish(self, code: int) -> None:
         self.attempts[-1].update(returncode=code, ended=time.time())
         self.proc = None
@@ -111,14 +108,14 @@ def train_all(tasks: list[str], seconds: float, device: str, grace: float) -> li
     while any(j.proc is not None for j in jobs):
         time.sleep(2)
         for job in jobs:
-            code = job.poll()
+            if job.proc is None:  # finished (or given up)
+                continue
+            code = job.proc.poll()
             if code is None:
                 if time.time() > deadline:
                     print(f"{job.dir.name}: past the deadline, stopped", flush=True)
                     job.proc.terminate()
-                    job.finish(job.proc.wait() if job.proc else -15)
-                continue
-            if job.proc is None:
+                    job.finish(job.proc.wait())
                 continue
             job.finish(code)
             print(f"{job.dir.name}: exit {code}, step {steps_done(job.dir)}", flush=True)
@@ -135,7 +132,6 @@ def train_all(tasks: list[str], seconds: float, device: str, grace: float) -> li
             "config": config_of(job.task),
             "steps": steps_done(job.dir),
             "attention": "full" if job.variant == "full" else "proxy",
-            "parallel_runs": len(jobs),
             "attempts": job.attempts,
         }
         (job.dir / "machine.json").write_text(json.dumps(info, indent=1) + "\n")
