@@ -3,6 +3,11 @@
 Backends: "sdpa" (torch.nn.functional.scaled_dot_product_attention, the default) and "math" (an explicit
 softmax(QK^T/sqrt(d))V in fp32, slow, for checking). New kernels are added here and nowhere else.
 
+CPU training: torch's CPU flash-attention backward is 2-8x slower in bf16 than the explicit fp32
+softmax(QK^T)V for short keys (windows, proxies, text; `python benchmarks/cpu_attention.py`), so "sdpa" on a
+CPU with a gradient to compute and at most CPU_MATH_MAX_KEYS[dtype] keys runs the explicit product (the
+forward-only case keeps SDPA, which is as fast or faster there).
+
 Fast paths for the masked shifted windows (window-major q (B, nW, heads, n, d) with a per-window mask
 (nW, 1, n, n); every other call runs as "sdpa"):
 
@@ -23,6 +28,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 BACKENDS = ("sdpa", "math", "split", "flex")
+# per q dtype: above this many keys SDPA's CPU backward is the faster one (benchmarks/cpu_attention.py)
+CPU_MATH_MAX_KEYS: dict[torch.dtype, int] = {torch.bfloat16: 128, torch.float16: 128, torch.float32: 32}
+
+
+def _math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v in fp32, any leading dims; returns q's dtype."""
+    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = (
+            scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask.float()
+        )
+    return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
+
+
+def _cpu_backward_prefers_math(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    """A CPU call that autograd will differentiate, with keys short enough for the explicit product to win."""
+    return (
+        q.device.type == "cpu"
+        and k.shape[-2] <= CPU_MATH_MAX_KEYS.get(q.dtype, -1)
+        and torch.is_grad_enabled()
+        and (q.requires_grad or k.requires_grad or v.requires_grad)
+    )
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backend: str = "sdpa") -> Tensor:
@@ -33,6 +60,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
     Returns (..., heads, Lq, d) in q's dtype.
     """
     if backend == "sdpa":
+        if _cpu_backward_prefers_math(q, k, v):
+            return _math(q, k, v, mask)
         if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
             mask = mask.to(q.dtype)  # torch 2.13 CPU: an fp32 additive mask with fp64 q gives wrong results
         if q.dim() > 4:  # fold extra batch dims: the fused kernels want 4-D (5-D runs the math kernel)
@@ -47,14 +76,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
     if backend in ("split", "flex"):
         return attention(q, k, v, mask, "sdpa")
     if backend == "math":
-        scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
-        if mask is not None:
-            scores = (
-                scores.masked_fill(~mask, float("-inf"))
-                if mask.dtype == torch.bool
-                else scores + mask.float()
-            )
-        return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
+        return _math(q, k, v, mask)
     raise ValueError(f"unknown attention backend {backend!r}; use one of {BACKENDS}")
 
 
@@ -151,7 +173,7 @@ def _flex_block_mask(mask: Tensor) -> object:
 def _flex_window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     # q, k, v: (B, nW, heads, n, d); mask: (nW, 1, n, n)
     if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # no FlexAttention backward on CPU
+        return attention(q, k, v, mask, "sdpa")  # no FlexAttention backward on CPU
     if "fn" not in _FLEX:
         from torch.nn.attention.flex_attention import flex_attention
 

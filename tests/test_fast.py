@@ -67,6 +67,57 @@ def window_qkv(grid=(1, 8, 8), window=(1, 4, 4), heads=2, d=8, B=2, requires_gra
     return qkv, mask
 
 
+# ------------------------------------------------------------------------------ CPU training: explicit product
+
+
+class _SDPACounter:
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        real = attention_module.F.scaled_dot_product_attention
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention", counted)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("masked", [False, True])
+def test_cpu_backward_with_short_keys_skips_sdpa_and_matches_it(monkeypatch, dtype, masked):
+    """bf16/fp32 CPU calls that need a gradient, with few keys, run the explicit fp32 product (SDPA's CPU backward
+    is several times slower there): the same outputs and gradients as SDPA, without calling it."""
+    (q, k, v), mask = window_qkv(grid=(1, 8, 8), window=(1, 4, 4), d=8)  # 16 keys per window
+    mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, float("-inf")) if masked else None
+    q, k, v = (t.to(dtype) for t in (q, k, v))
+    grads = {}
+    for route in ("sdpa", "explicit"):
+        if route == "sdpa":
+            monkeypatch.setattr(attention_module, "CPU_MATH_MAX_KEYS", {})
+        else:
+            monkeypatch.undo()
+        counter = _SDPACounter(monkeypatch)
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        out = attention(*leaves, mask)
+        out.float().square().sum().backward()
+        assert counter.calls == (1 if route == "sdpa" else 0)
+        grads[route] = [out.detach().float()] + [t.grad.float() for t in leaves]
+    tol = dict(atol=3e-2, rtol=3e-2) if dtype == torch.bfloat16 else dict(atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads["sdpa"], grads["explicit"]):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_cpu_sdpa_stays_without_gradients_with_long_keys_and_in_fp64(monkeypatch):
+    counter = _SDPACounter(monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    short = [torch.randn(2, 2, 16, 8, generator=g, dtype=torch.bfloat16) for _ in range(3)]
+    long_keys = [short[0]] + [torch.randn(2, 2, 512, 8, generator=g, dtype=torch.bfloat16) for _ in range(2)]
+    attention(*short)  # no gradient to compute: SDPA's forward is the fast one
+    attention(*(t.requires_grad_() for t in long_keys))  # 512 keys: SDPA's backward wins
+    attention(*(t.double().requires_grad_() for t in short))  # fp64 (reference tests) keeps SDPA
+    assert counter.calls == 3
+
+
 # ------------------------------------------------------------------------------ shifted windows without a dense mask
 def test_boundary_windows_are_the_last_row_and_column():
     _, mask = window_qkv(grid=(1, 32, 32), window=(1, 4, 4))  # 8 x 8 windows
