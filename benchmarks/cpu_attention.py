@@ -7,7 +7,8 @@ Two levels:
 * attention alone, forward + backward (bf16 and fp32), at the shapes of the Shapes training configs (batch 8 video:
   window, proxy, token->proxy, text and full attention) and a sweep of key lengths, with the max |difference| of
   the two outputs and input gradients;
-* optionally (--steps N) whole training steps of the Shapes configs (eager, bf16 autocast as configured), with the
+* optionally (--steps N) whole training steps of the Shapes configs (eager, bf16 autocast as configured, scenes
+  rendered before the clock starts), with the
   routing on and off (off = CPU_MATH_MAX_KEYS emptied: every call through SDPA).
 
 usage: python benchmarks/cpu_attention.py [--threads N] [--cpu-timer process|wall] [--repeats R] [--steps N]
@@ -22,7 +23,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -106,7 +107,7 @@ def step_rows(configs: list[str], steps: int) -> list[dict]:
             for routed in (True, False):
                 attention_module.CPU_MATH_MAX_KEYS = limits if routed else {}
                 run_dir = Path(tempfile.mkdtemp(prefix="cpu_attention_"))
-                overrides = ["--data.num_items", "256", "--data.preload", "false", "--train.num_workers", "0"]
+                overrides = ["--data.num_items", "256", "--data.preload", "true", "--train.num_workers", "0"]
                 overrides += [
                     "--train.compile",
                     "false",
@@ -129,9 +130,7 @@ def step_rows(configs: list[str], steps: int) -> list[dict]:
                 trainer = Trainer(cfg)
                 trainer.run(progress=False)  # warm-up
                 cfg.train.steps = 2 + steps
-                t0 = time.perf_counter()
-                trainer.run(progress=False)
-                ms = (time.perf_counter() - t0) / steps * 1e3
+                ms = time_ms(partial(trainer.run, progress=False), CPU, warmup=0, repeats=1)[0] / steps
                 shutil.rmtree(run_dir, ignore_errors=True)
                 rows.append(
                     {

@@ -1,6 +1,7 @@
 """Write docs/performance.md from the recorded benchmark outputs in benchmarks/results/ (no number typed by hand).
 
 Inputs: cpu_quick.json (+ .png) from `ptdit bench --quick`, cpu_fastpaths.md from benchmarks/fastpaths_cpu.py,
+cpu_attention.md from benchmarks/cpu_attention.py,
 and gpu_check_h100.md/.json (+ _rerun.json) when a GPU run has been recorded. usage: python benchmarks/make_performance_doc.py
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ptdit.attention import CPU_MATH_MAX_KEYS  # noqa: E402
 from ptdit.bench import markdown_table  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
 
@@ -148,6 +150,24 @@ def main() -> int:
             "against the reference on the same random inputs; the max abs diff column is the check.",
             "",
             fast.read_text(),
+        ]
+    cpu_train = RESULTS / "cpu_attention.md"
+    if cpu_train.exists():
+        lines += [
+            "## Training attention on the CPU",
+            "",
+            "torch's CPU flash-attention backward is slow in bf16 when there are few keys, which is every attention",
+            "of a PT-DiT (windows, proxies, text). `attention()` therefore runs the explicit fp32 softmax(QK^T)V for",
+            "CPU calls that need a gradient and have at most `CPU_MATH_MAX_KEYS[dtype]` keys ("
+            + ", ".join(f"{k} in {str(t).replace('torch.', '')}" for t, k in CPU_MATH_MAX_KEYS.items())
+            + "), and SDPA otherwise (forward-only calls, long keys, fp64). Checked against SDPA (outputs and",
+            "gradients) and the routing counted in tests/test_fast.py.",
+            "",
+            "`python benchmarks/cpu_attention.py --threads 1 --cpu-timer process --steps 3` "
+            "(benchmarks/results/cpu_attention.json):",
+            "",
+            *cpu_train.read_text().splitlines()[4:],
+            "",
         ]
     gpu = RESULTS / "gpu_check_h100.md"
     lines += ["## GPU", ""]

@@ -11,4 +11,5 @@ TIMER=$([ "$THREADS" = 1 ] && echo process || echo wall)  # CPU time is only mea
 "$PY" -m ptdit.bench --quick --threads "$THREADS" --cpu-timer "$TIMER" \
   --json "$OUT/cpu_quick.json" --markdown "$OUT/cpu_quick.md" --plot "$OUT/cpu_quick.png"
 "$PY" benchmarks/fastpaths_cpu.py --compile --threads "$THREADS" --cpu-timer "$TIMER" --json "$OUT/cpu_fastpaths.json" --markdown "$OUT/cpu_fastpaths.md"
+"$PY" benchmarks/cpu_attention.py --threads "$THREADS" --cpu-timer "$TIMER" --steps 3 --json "$OUT/cpu_attention.json" --markdown "$OUT/cpu_attention.md"
 "$PY" benchmarks/make_performance_doc.py
