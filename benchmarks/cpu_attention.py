@@ -103,7 +103,7 @@ def step_rows(configs: list[str], steps: int) -> list[dict]:
 
     rows, limits = [], dict(attention_module.CPU_MATH_MAX_KEYS)
     for config in configs:
-        for attention in ("ptdit", "full"):
+        for attention in ("proxy", "full"):
             for routed in (True, False):
                 attention_module.CPU_MATH_MAX_KEYS = limits if routed else {}
                 run_dir = Path(tempfile.mkdtemp(prefix="cpu_attention_"))
