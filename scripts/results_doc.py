@@ -92,23 +92,45 @@ def where_this_stands(reports: list[dict]) -> list[str]:
     pairs = [(r, _baseline(r["world"])) for r in reports if _baseline(r["world"])]
     ahead = all(_headline(b) >= _headline(r) for r, b in pairs)
     compare = "scores as well or better" if ahead else "scores better on some worlds (tables below)"
+    vcfg = _train_config(video or {})
+    v_steps = (video or {}).get("training", {}).get("steps") or 0
+    vb_steps = (_baseline("shapes-video") or {}).get("training", {}).get("steps") or 0
+    video_note = (
+        ": at 512 tokens per clip PT-DiT's short attentions make its steps cheaper than full attention's on the CPU"
+        if v_steps > vb_steps
+        else ""
+    )
     return [
         f"**Where this stands.** {verdict} The image model is a CPU run (`configs/shapes_image.yaml`: depth 6, width "
         f"128, patch 4, batch 64): 1,500 steps, then continued under `train.time_limit_s` for the same wall-clock "
         f"time as its baseline on 2 shared cores, to {_steps(image)} steps (baseline "
         f"{_steps(_baseline('shapes-image'))}). It learns colours and counts but not yet shapes: the "
-        "objects are 7-13 px across (0.22-0.40 of the height) and a token is a 4x4-pixel patch (the GPU recipe, `configs/shapes_image_gpu.yaml`, "
-        f"uses patch 2). The video model is a {_steps(video)}-step CPU run and bundles its raw "
-        "weights (its EMA had no warm-up then); the others bundle their EMA. The multi-view model and its baseline "
-        f"were trained on a lent H100 by `scripts/gpu/train_shapes.py` (width 160, batch 64, {gpu_s or 0:.0f} s of "
-        "training each, "
-        "side by side on the one GPU; the image and video runs of that call failed at start-up on two bugs, since "
-        "fixed and tested). In equal wall-clock budgets the full-attention baseline takes more steps (at 64-512 "
-        "tokens per sample the proxy and window attentions save no work, while the PT-DiT block runs five "
-        f"attentions to the baseline's two) and {compare}. Longer runs, on a GPU, are the remaining "
-        "work: `ptdit train CONFIG --resume` continues any run exactly.",
+        "objects are 7-13 px across (0.22-0.40 of the height) and a token is a 4x4-pixel patch (the GPU recipe, "
+        "`configs/shapes_image_gpu.yaml`, uses patch 2). The video model is a CPU run (`configs/shapes_video.yaml`: "
+        f"depth 6, width 128, patch 4, batch {vcfg.get('batch_size')}) of {_steps(video)} steps, side by side with "
+        f"its baseline on the 2 cores ({_threads(vcfg)} each) for the same {vcfg.get('time_limit_s', 0):.0f} s of "
+        f"training loop (baseline {_steps(_baseline('shapes-video'))} steps{video_note}). "
+        "All three bundle their EMA weights. The multi-view model and its baseline were trained on a lent H100 by "
+        f"`scripts/gpu/train_shapes.py` (width 160, batch 64, {gpu_s or 0:.0f} s of training each, side by side on "
+        "the one GPU). In equal wall-clock budgets the full-attention baseline takes more steps on the image and "
+        "multi-view worlds (at 64-512 tokens per sample the proxy and window attentions save little work, while "
+        f"the PT-DiT block runs five attentions to the baseline's two) and {compare}. Longer runs are the "
+        "remaining work: `ptdit train CONFIG --resume` continues any run exactly.",
         "",
     ]
+
+
+def _threads(train_cfg: dict) -> str:
+    n = train_cfg.get("threads") or 0
+    return "all threads" if n == 0 else "one thread" if n == 1 else f"{n} threads"
+
+
+def _train_config(report: dict) -> dict:
+    """The `train` section of the config a report's model was trained with (the repo's config file)."""
+    train = report.get("training", {})
+    world = report.get("world", "")
+    cfg_file = ROOT / train.get("machine", {}).get("config", f"configs/{world.replace('-', '_')}.yaml")
+    return yaml.safe_load(cfg_file.read_text())["train"] if world and cfg_file.is_file() else {}
 
 
 def section(report: dict) -> list[str]:
@@ -118,7 +140,7 @@ def section(report: dict) -> list[str]:
     run_cfg = ROOT / "ptdit" / "assets" / "models" / world / "config.json"
     model_cfg = json.loads(run_cfg.read_text()) if run_cfg.is_file() else {}
     cfg_file = ROOT / train.get("machine", {}).get("config", f"configs/{world.replace('-', '_')}.yaml")
-    train_cfg = yaml.safe_load(cfg_file.read_text())["train"] if cfg_file.is_file() else {}
+    train_cfg = _train_config(report)
     target = TARGETS.get(world)
     verdict = (
         ""
@@ -146,7 +168,9 @@ def section(report: dict) -> list[str]:
         f"{size}), bundled at `ptdit/assets/models/{world}` (bf16 weights).",
         f"Training: `ptdit train {cfg_file.relative_to(ROOT)}` — {train.get('steps')} steps"
         + (
-            f" (stopped early; the config asks for {train_cfg.get('steps')})"
+            f" (stopped by `train.time_limit_s` = {train_cfg['time_limit_s']:.0f} s of training loop)"
+            if train_cfg.get("time_limit_s") and not train.get("machine")
+            else f" (stopped early; the config asks for {train_cfg.get('steps')})"
             if train_cfg.get("steps") != train.get("steps")
             else ""
         )
