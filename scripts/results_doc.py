@@ -100,6 +100,12 @@ def where_this_stands(reports: list[dict]) -> list[str]:
         if v_steps > vb_steps
         else ""
     )
+    weights = {r["world"]: r.get("training", {}).get("weights", "ema") for r in reports}
+    bundled = (
+        "All bundle their EMA weights."
+        if set(weights.values()) == {"ema"}
+        else "Bundled weights: " + ", ".join(f"{w} {k}" for w, k in weights.items()) + "."
+    )
     return [
         f"**Where this stands.** {verdict} The image model is a CPU run (`configs/shapes_image.yaml`: depth 6, width "
         f"128, patch 4, batch 64): 1,500 steps, then continued under `train.time_limit_s` for the same wall-clock "
@@ -110,7 +116,7 @@ def where_this_stands(reports: list[dict]) -> list[str]:
         f"depth 6, width 128, patch 4, batch {vcfg.get('batch_size')}) of {_steps(video)} steps, side by side with "
         f"its baseline on the 2 cores ({_threads(vcfg)} each) for the same {vcfg.get('time_limit_s', 0):.0f} s of "
         f"training loop (baseline {_steps(_baseline('shapes-video'))} steps{video_note}). "
-        "All three bundle their EMA weights. The multi-view model and its baseline were trained on a lent H100 by "
+        f"{bundled} The multi-view model and its baseline were trained on a lent H100 by "
         f"`scripts/gpu/train_shapes.py` (width 160, batch 64, {gpu_s or 0:.0f} s of training each, side by side on "
         "the one GPU). In equal wall-clock budgets the full-attention baseline takes more steps on the image and "
         "multi-view worlds (at 64-512 tokens per sample the proxy and window attentions save little work, while "
