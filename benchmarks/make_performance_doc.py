@@ -165,8 +165,7 @@ def main() -> int:
             "",
             "`python benchmarks/cpu_attention.py --threads 1 --cpu-timer process --steps 3` "
             "(benchmarks/results/cpu_attention.json):",
-            "",
-            *cpu_train.read_text().splitlines()[4:],
+            *(line for line in cpu_train.read_text().splitlines() if not line.startswith("# ")),
             "",
         ]
     gpu = RESULTS / "gpu_check_h100.md"

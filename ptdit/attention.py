@@ -3,7 +3,7 @@
 Backends: "sdpa" (torch.nn.functional.scaled_dot_product_attention, the default) and "math" (an explicit
 softmax(QK^T/sqrt(d))V in fp32, slow, for checking). New kernels are added here and nowhere else.
 
-CPU training: torch's CPU flash-attention backward is 1.5-10x slower in bf16 than the explicit fp32
+CPU training: torch's CPU flash-attention backward is 1.4-11x slower in bf16 than the explicit fp32
 softmax(QK^T)V for short keys (windows, proxies, text; `python benchmarks/cpu_attention.py`), so "sdpa" on a
 CPU with a gradient to compute and at most CPU_MATH_MAX_KEYS[dtype] keys runs the explicit product (the
 forward-only case keeps SDPA, which is as fast or faster there).

@@ -131,12 +131,17 @@ def _threads(train_cfg: dict) -> str:
     return "all threads" if n == 0 else "one thread" if n == 1 else f"{n} threads"
 
 
-def _train_config(report: dict) -> dict:
-    """The `train` section of the config a report's model was trained with (the repo's config file)."""
-    train = report.get("training", {})
+def _config_file(report: dict) -> Path:
+    """The repo config a report's model was trained with (recorded by GPU runs, else configs/<world>.yaml)."""
     world = report.get("world", "")
-    cfg_file = ROOT / train.get("machine", {}).get("config", f"configs/{world.replace('-', '_')}.yaml")
-    return yaml.safe_load(cfg_file.read_text())["train"] if world and cfg_file.is_file() else {}
+    default = f"configs/{world.replace('-', '_')}.yaml"
+    return ROOT / report.get("training", {}).get("machine", {}).get("config", default)
+
+
+def _train_config(report: dict) -> dict:
+    """The `train` section of the config a report's model was trained with."""
+    cfg_file = _config_file(report)
+    return yaml.safe_load(cfg_file.read_text())["train"] if report.get("world") and cfg_file.is_file() else {}
 
 
 def section(report: dict) -> list[str]:
@@ -145,7 +150,7 @@ def section(report: dict) -> list[str]:
     train = report.get("training", {})
     run_cfg = ROOT / "ptdit" / "assets" / "models" / world / "config.json"
     model_cfg = json.loads(run_cfg.read_text()) if run_cfg.is_file() else {}
-    cfg_file = ROOT / train.get("machine", {}).get("config", f"configs/{world.replace('-', '_')}.yaml")
+    cfg_file = _config_file(report)
     train_cfg = _train_config(report)
     target = TARGETS.get(world)
     verdict = (

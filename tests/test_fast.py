@@ -90,13 +90,10 @@ def test_cpu_backward_with_short_keys_skips_sdpa_and_matches_it(monkeypatch, dty
     (q, k, v), mask = window_qkv(grid=(1, 8, 8), window=(1, 4, 4), d=8)  # 16 keys per window
     mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, float("-inf")) if masked else None
     q, k, v = (t.to(dtype) for t in (q, k, v))
-    grads = {}
+    grads, limits, counter = {}, dict(attention_module.CPU_MATH_MAX_KEYS), _SDPACounter(monkeypatch)
     for route in ("sdpa", "explicit"):
-        if route == "sdpa":
-            monkeypatch.setattr(attention_module, "CPU_MATH_MAX_KEYS", {})
-        else:
-            monkeypatch.undo()
-        counter = _SDPACounter(monkeypatch)
+        monkeypatch.setattr(attention_module, "CPU_MATH_MAX_KEYS", {} if route == "sdpa" else limits)
+        counter.calls = 0
         leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
         out = attention(*leaves, mask)
         out.float().square().sum().backward()
