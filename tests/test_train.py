@@ -100,6 +100,8 @@ def test_yaml_overrides_are_parsed_by_type(tmp_path):
         (["--train.steps", "three"], "train.steps must be an integer"),
         (["--train.bf16", "maybe"], "train.bf16 must be true or false"),
         (["--train.schedule", "linear"], "train.schedule"),
+        (["--train.shift_ratio", "-1"], "train.shift_ratio must be >= 0"),
+        (["--train.shift", "false", "--train.shift_ratio", "3"], "needs train.shift: true"),
     ],
 )
 def test_bad_config_values_name_the_key(tmp_path, override, message):
@@ -257,6 +259,23 @@ def test_v_prediction_is_the_rectified_flow_velocity(tmp_path):
     train(cfg_of(tiny(tmp_path / "v", train={"steps": 2, "objective": "velocity"})))
     train(cfg_of(tiny(tmp_path / "vp", train={"steps": 2, "objective": "v_prediction"})))
     assert losses(tmp_path / "v") == losses(tmp_path / "vp")
+
+
+def test_fixed_shift_ratio_shifts_training_and_sampling_timesteps(tmp_path):
+    """shift_ratio r trains on tau' = r tau / (1 + (r - 1) tau) of the same draws and is written to pipeline.json."""
+    plain = train(cfg_of(tiny(tmp_path / "plain", train={"steps": 3, "shift": False})))
+    shifted = train(cfg_of(tiny(tmp_path / "shifted", train={"steps": 3, "shift_ratio": 3.0})))
+    for a, b in zip(
+        read_log(tmp_path / "plain" / "train_log.jsonl"), read_log(tmp_path / "shifted" / "train_log.jsonl")
+    ):
+        for key in ("tau_min", "tau_max"):
+            tau = torch.tensor(a[key], dtype=torch.float64)
+            assert b[key] == pytest.approx(float(3 * tau / (1 + 2 * tau)), rel=1e-5)
+            assert b[key] > a[key]
+    assert json.loads((plain.model_dir / "pipeline.json").read_text())["shift"] == 1.0
+    assert json.loads((shifted.model_dir / "pipeline.json").read_text())["shift"] == 3.0
+    rule = cfg_of(tiny(tmp_path / "rule")).train  # shift: true, no fixed ratio: the released rule at 8x8 px
+    assert rule.timestep_shift(8, 8) == pytest.approx((64 / 512**2) ** 0.5)
 
 
 # ---------------------------------------------------------------------- failures

@@ -90,12 +90,24 @@ class TrainSection:
     logit_std: float = 1.0
     shift: bool = True  # the released resolution-dependent timestep shift sqrt(H*W/512^2) (pixel sizes)
     shift_scale: float = 1.0  # multiplies the shift ratio
+    shift_ratio: float = 0.0  # > 0: this fixed shift ratio at every size (as SD3's shift=3.0), not the rule
     seed: int = 0
     threads: int = 0  # torch CPU threads per process (0 = torch's default)
     num_workers: int = 0  # DataLoader workers (resume stays exact: the batch order comes from the seed)
     device: str = AUTO  # auto | cpu | cuda
     parallel: str = AUTO  # auto (ddp when launched by torchrun) | none | ddp | fsdp
     deterministic: bool = True  # torch.use_deterministic_algorithms(warn_only) and no TF32
+
+    def timestep_shift(self, height: int, width: int, frames: int = 1) -> float:
+        """The timestep shift ratio of training at a pixel size: 1 with `shift` off, else `shift_ratio` when it
+        is set, else the released rule flow.shift_ratio(height, width, frames) times `shift_scale`."""
+        from ..flow import shift_ratio
+
+        if not self.shift:
+            return 1.0
+        if self.shift_ratio > 0:
+            return self.shift_ratio
+        return shift_ratio(height, width, frames, self.shift_scale)
 
 
 @dataclass
@@ -388,6 +400,11 @@ def validate(cfg: TrainConfig) -> None:
     need(
         t.objective in ("velocity", "v_prediction"),
         f"train.objective={t.objective!r}: use 'velocity' (or its synonym 'v_prediction', the paper's wording)",
+    )
+    need(t.shift_ratio >= 0, f"train.shift_ratio must be >= 0 (0 = the released rule), got {t.shift_ratio}")
+    need(
+        t.shift or t.shift_ratio == 0,
+        f"train.shift_ratio={t.shift_ratio} needs train.shift: true (shift: false turns every shift off)",
     )
     need(
         t.timestep_distribution in ("logit_normal", "uniform"),

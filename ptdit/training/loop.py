@@ -290,8 +290,8 @@ class Trainer:
         task = {"shapes-video": "video", "shapes-multiview": "multiview"}.get(world or "", cfg.data.kind)
         if cfg.data.world in ("shapes-image", "fashion-mnist"):
             task = "image"
-        if not cfg.train.shift:
-            shift = 1.0
+        if not cfg.train.shift or cfg.train.shift_ratio > 0:
+            shift = cfg.train.timestep_shift(height, width)  # one fixed ratio (1 = none) at every size
         elif cfg.train.shift_scale != 1.0:
             shift = flow.shift_ratio(height, width, frames if task == "video" else 1, cfg.train.shift_scale)
         else:
@@ -368,7 +368,7 @@ class Trainer:
             captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
             emb, mask = self.text_encoder(captions)
             emb, mask = emb.to(self.device).float(), mask.to(self.device)
-        ratio = flow.shift_ratio(height, width, frames, t.shift_scale) if t.shift else 1.0
+        ratio = t.timestep_shift(height, width, frames)
         tau = flow.sample_training_tau(
             B,
             ratio,

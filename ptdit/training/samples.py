@@ -11,8 +11,9 @@ import torch
 @torch.no_grad()
 def sample_grid(trainer: Any, path: Path) -> Path | None:
     """Video / multi-view: a row of frames per prompt; images: one row of prompts. Uses the trainer's raw weights; rank 0 writes `path`."""
+    from ..flow import NUM_TRAIN_TIMESTEPS, shift_timesteps
     from ..media import grid, save_png, to_uint8
-    from ..sampling import rflow_timesteps, sample_euler
+    from ..sampling import base_taus, sample_euler
 
     cfg = trainer.cfg
     prompts = list(cfg.log.sample_prompts)
@@ -26,11 +27,8 @@ def sample_grid(trainer: Any, path: Path) -> Path | None:
     noise = torch.randn(len(prompts), C, lf, lh, lw, generator=g).to(trainer.device)
     emb, mask = trainer.text_encoder(prompts)
     uncond, uncond_mask = trainer.text_encoder([""] * len(prompts))
-    shift = cfg.train.shift_scale if cfg.train.shift else None
-    if shift is None:
-        timesteps = rflow_timesteps(cfg.log.sample_steps, 512, 512, 1)  # ratio 1: no shift, as in training
-    else:
-        timesteps = rflow_timesteps(cfg.log.sample_steps, height, width, frames, shift)
+    ratio = cfg.train.timestep_shift(height, width, frames)  # the training shift (1 = none)
+    timesteps = shift_timesteps(base_taus(cfg.log.sample_steps), ratio) * NUM_TRAIN_TIMESTEPS
     latents = sample_euler(
         trainer.raw,
         noise,
