@@ -14,6 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
+BENCH = ROOT / "benchmarks" / "results"
+DECIDED = ("motion", "relation", "shape")  # the criteria the decision-noise table follows
 TARGETS = {"shapes-image": 0.90, "shapes-video": 0.90, "shapes-multiview": 0.90}
 
 
@@ -229,6 +231,39 @@ def section(report: dict) -> list[str]:
     return lines
 
 
+def decision_section() -> list[str]:
+    """Where samples are decided, from benchmarks/results/decision_noise_*.json (benchmarks/decision_noise.py)."""
+    files = sorted(BENCH.glob("decision_noise_*.json"))
+    if not files:
+        return []
+    reports = [json.loads(p.read_text()) for p in files]
+    taus = sorted({r["tau0"] for rep in reports for m in rep["models"] for r in m["rows"]}, reverse=True)
+    lines = [
+        "## Where samples are decided",
+        "",
+        "`python benchmarks/decision_noise.py` noises ground-truth training scenes to a level tau0, samples them "
+        "back with the model and judges them against their own captions (tau0 = 1: plain generation). A criterion "
+        "that passes from 0.8 but not from 1 is decided by the model's predictions above 0.8. `train mass`: the "
+        "share of training draws of tau above 0.8 under the run's timestep distribution. Sources: "
+        + ", ".join(f"`{p.relative_to(ROOT).with_suffix('.md')}`" for p in files)
+        + ". A model under `/tmp/ptdit-<commit>` is the one bundled at that commit "
+        "(`git worktree add /tmp/ptdit-<commit> <commit>`).",
+        "",
+        "| world | model | train mass > 0.8 | criterion | "
+        + " | ".join(f"tau0 {t:.2f}" for t in taus)
+        + " |",
+        "|---" * (4 + len(taus)) + "|",
+    ]
+    for rep in reports:
+        for m in rep["models"]:
+            rows = {r["tau0"]: r for r in m["rows"]}
+            mass = rows.get(0.8, {}).get("train_mass_above")
+            for key in (k for k in DECIDED if m["rows"][0].get(k) is not None):
+                cells = " | ".join(_fmt(rows[t].get(key)) if t in rows else "" for t in taus)
+                lines.append(f"| {rep['world']} | `{m['model']}` | {_fmt(mass)} | {key} | {cells} |")
+    return lines + [""]
+
+
 def main() -> None:
     reports = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("eval_*.json"))]
     lines = [
@@ -248,6 +283,7 @@ def main() -> None:
     ]
     for report in reports:
         lines += section(report)
+    lines += decision_section()
     path = ROOT / "docs" / "results.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {path}")

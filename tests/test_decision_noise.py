@@ -1,0 +1,60 @@
+"""benchmarks/decision_noise.py: renoised ground truth sampled back and judged; training mass above a level."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ptdit import PTDiT, PTDiTConfig
+from ptdit.flow import sample_training_tau
+from ptdit.pipeline import PipelineDefaults
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("decision_noise", REPO / "benchmarks" / "decision_noise.py")
+decision_noise = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(decision_noise)
+
+
+@pytest.mark.parametrize("config", ["configs/shapes_video.yaml", "configs/shapes_image.yaml"])
+def test_training_mass_matches_the_trainers_draws(config):
+    from ptdit.training.config import TrainConfig
+
+    t = TrainConfig.from_yaml(REPO / config).train
+    ratio = t.timestep_shift(32, 32, 8)
+    draws = sample_training_tau(
+        200_000, ratio, torch.Generator().manual_seed(0), distribution=t.timestep_distribution,
+        loc=t.logit_mean, scale=t.logit_std,
+    )  # fmt: skip
+    taus = [0.95, 0.8, 0.5, 0.2]
+    mass = decision_noise.training_mass_above(str(REPO / config), taus, 32, 32, 8)
+    for tau0, m in zip(taus, mass):
+        assert m == pytest.approx((draws > tau0).double().mean().item(), abs=3e-3)
+    assert decision_noise.training_mass_above(None, taus, 32, 32, 8) is None
+
+
+def test_a_model_that_predicts_nothing_passes_only_from_low_noise(tmp_path):
+    """With a zeroed output layer (v = 0) a sample is its start: pure noise at tau0 = 1 (judged wrong) and
+    0.95 x0 + 0.05 eps at tau0 = 0.05 (judged right)."""
+    torch.manual_seed(0)
+    cfg = PTDiTConfig(depth=1, hidden_size=32, num_heads=2, in_channels=3, out_channels=3, caption_channels=16,
+                      window=(1, 4, 4))  # fmt: skip
+    model = PTDiT(cfg)
+    with torch.no_grad():
+        for p in model.final_layer.parameters():
+            p.zero_()
+    model.save_pretrained(tmp_path / "m")
+    PipelineDefaults(task="image", text_encoder="random:16", autoencoder="identity", height=32, width=32,
+                     frames=1, steps=2, cfg=2.0, world="shapes-image").write(tmp_path / "m")  # fmt: skip
+    out = tmp_path / "dn"
+    argv = ["--world", "shapes-image", "--model", str(tmp_path / "m"), "--n", "6", "--taus", "1,0.05",
+            "--steps", "4", "--out", str(out)]  # fmt: skip
+    assert decision_noise.main(argv) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    (rows,) = [m["rows"] for m in report["models"]]
+    assert [r["tau0"] for r in rows] == [1.0, 0.05] and [r["steps"] for r in rows] == [4, 1]
+    assert rows[0]["ok"] == 0.0 and rows[1]["ok"] == 1.0
+    assert rows[1]["train_mass_above"] is None and "| 0.05 | 1 |" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        decision_noise.main(["--world", "shapes-image", "--model", "m", "--taus", "1.5"])
