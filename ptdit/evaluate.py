@@ -1,7 +1,8 @@
 """`ptdit eval`: generate from a world's evaluation prompts and score the samples with the world's judges.
 
 Shapes worlds: held-out compositions (colour-shape pairs, relations, motions never seen together in training),
-scored by the deterministic judges of `ptdit.worlds.judges` — full-prompt accuracy and per-criterion accuracies.
+scored by the deterministic judges of `ptdit.worlds.judges` — full-prompt accuracy and per-criterion accuracies
+(`--split train`: prompts of training compositions instead, to tell learning from compositional generalisation).
 Fashion-MNIST: class prompts, scored by the project's classifier (per-prompt accuracy) and FID in the project's
 feature space against the test split.
 """
@@ -34,11 +35,19 @@ def _rate(values: list[bool | None]) -> float | None:
 
 
 def evaluate_shapes(
-    pipe: Pipeline, world: str, n: int, seed: int, steps: int, cfg: float, batch_size: int, progress: bool
+    pipe: Pipeline,
+    world: str,
+    n: int,
+    seed: int,
+    steps: int,
+    cfg: float,
+    batch_size: int,
+    progress: bool,
+    split: str = "heldout",
 ) -> tuple[dict[str, Any], list[torch.Tensor], list[dict]]:
-    from .worlds.judges import heldout_prompts, judge
+    from .worlds.judges import eval_prompts, judge
 
-    prompts = [p for p, _ in heldout_prompts(world, n, seed=seed)]
+    prompts = [p for p, _ in eval_prompts(world, n, seed=seed, split=split)]
     d = pipe.defaults
     pixels = pipe(
         prompts, [seed + i for i in range(n)], d.height, d.width, d.frames, steps, cfg, d.sampler, batch_size,
@@ -110,9 +119,11 @@ def evaluate(
     out: str | Path | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
+    split: str = "heldout",
 ) -> dict[str, Any]:
     """Score a model directory on a world; writes `eval_<world>.json` and `eval_<world>.png` into `out`
-    (default ./outputs)."""
+    (default ./outputs). `split`: the Shapes prompts to score, "heldout" (compositions never trained on) or
+    "train" (written as `eval_<world>_train.*`)."""
     model_dir = Path(model_dir)
     defaults = PipelineDefaults.read(model_dir) if model_dir.is_dir() else PipelineDefaults()
     world = world or defaults.world
@@ -120,6 +131,10 @@ def evaluate(
         raise ValueError(f"unknown world {world!r}; use --world with one of {WORLDS}")
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
+    if split not in ("heldout", "train"):
+        raise ValueError(f"unknown --split {split!r}: use heldout or train")
+    if split != "heldout" and world == "fashion-mnist":
+        raise ValueError("--split train is for the Shapes worlds: fashion-mnist is scored per class prompt")
     pipe = Pipeline.from_pretrained(model_dir, device=device or default_device())
     steps = steps or defaults.steps
     cfg = defaults.cfg if cfg is None else cfg
@@ -127,26 +142,41 @@ def evaluate(
     if world == "fashion-mnist":
         scores, pixels, per_sample = evaluate_fashion_mnist(pipe, n, seed, steps, cfg, batch_size, progress)
     else:
-        scores, pixels, per_sample = evaluate_shapes(pipe, world, n, seed, steps, cfg, batch_size, progress)
+        scores, pixels, per_sample = evaluate_shapes(
+            pipe, world, n, seed, steps, cfg, batch_size, progress, split
+        )
     report = {
         "model": str(model_dir),
         "world": world,
         "headline": {HEADLINE[world]: scores[HEADLINE[world]]},
         "scores": scores,
-        "settings": {"n": n, "seed": seed, "steps": steps, "cfg": cfg, "sampler": pipe.defaults.sampler},
+        "settings": {
+            "n": n,
+            "seed": seed,
+            "steps": steps,
+            "cfg": cfg,
+            "sampler": pipe.defaults.sampler,
+            "split": split,
+        },  # fmt: skip
         "seconds": round(time.perf_counter() - start, 1),
         "device": str(pipe.model_device),
         "samples": per_sample,
     }
     out = Path(out) if out is not None else Path("outputs")
     out.mkdir(parents=True, exist_ok=True)
-    sample_grid(pixels, out / f"eval_{world}.png")
-    atomic_write_text(out / f"eval_{world}.json", json.dumps(report, indent=2) + "\n")
+    stem = f"eval_{world}" if split == "heldout" else f"eval_{world}_{split}"
+    sample_grid(pixels, out / f"{stem}.png")
+    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
 def format_scores(report: dict[str, Any]) -> str:
-    lines = [f"{report['world']}: {report['model']} (n={report['settings']['n']}, {report['seconds']} s)"]
+    split = report["settings"].get("split", "heldout")
+    lines = [
+        f"{report['world']}: {report['model']} (n={report['settings']['n']}"
+        + (f", {split} prompts" if split != "heldout" else "")
+        + f", {report['seconds']} s)"
+    ]
     for key, value in report["scores"].items():
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v:.2f}" for k, v in value.items() if v is not None)
@@ -161,6 +191,12 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--model", help="model directory (default: the bundled model of --world)")
     p.add_argument("--world", choices=WORLDS, help="default: the world named in the model's pipeline.json")
     p.add_argument("--n", type=int, default=200, help="number of evaluation prompts")
+    p.add_argument(
+        "--split",
+        choices=("heldout", "train"),
+        default="heldout",
+        help="Shapes prompts: held-out compositions (default) or training ones (writes eval_<world>_train.*)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
@@ -174,7 +210,7 @@ def cli_main(argv: list[str]) -> int:
         args.model = str(bundled_model_dir(task))
     report = evaluate(
         args.model, args.world, args.n, args.seed, args.steps, args.cfg, args.batch_size, args.out, args.device,
-        progress=not args.quiet,
+        progress=not args.quiet, split=args.split,
     )  # fmt: skip
     print(format_scores(report))
     return 0

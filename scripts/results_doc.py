@@ -45,6 +45,68 @@ def _where(train: dict) -> str:
     return f"{train.get('step_seconds')} s of step time on the CPU ({_cpu()}, 2 cores shared by the runs)"
 
 
+def _is_train(path: Path) -> bool:
+    return path.stem.endswith("_train")
+
+
+def _train_split(world: str, baseline: bool = False) -> dict | None:
+    """The `ptdit eval --split train` report of `world` (training compositions), if one was recorded."""
+    path = (RESULTS / "baseline" if baseline else RESULTS) / f"eval_{world}_train.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def train_split_lines(world: str, keys: list[str]) -> list[str]:
+    """Scores on training compositions next to the held-out ones: learning vs compositional generalisation."""
+    ours, base = _train_split(world), _train_split(world, baseline=True)
+    if ours is None:
+        return []
+    rows = [("PT-DiT", ours)] + ([("full attention", base)] if base else [])
+    out = "docs/results" + ("[/baseline]" if base else "")
+    return [
+        f"On prompts of training compositions (`ptdit eval --split train --n {ours['settings']['n']}`, written to "
+        f"`{out}/eval_{world}_train.json`) the same models score:",
+        "",
+        "| model (training compositions) | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+        *(f"| {name} | " + " | ".join(_fmt(r["scores"].get(k)) for k in keys) + " |" for name, r in rows),
+        "",
+    ]
+
+
+def before_shift_lines(world: str, report: dict, keys: list[str]) -> list[str]:
+    """The same world's models before the timestep shift (docs/results/before_shift/, commit 6d0d9f5), next to
+    the bundled ones."""
+    folder = RESULTS / "before_shift"
+    old, old_base = (
+        json.loads(p.read_text()) if p.is_file() else None
+        for p in (folder / f"eval_{world}.json", folder / "baseline" / f"eval_{world}.json")
+    )
+    if old is None:
+        return []
+    ratio = _train_config(report).get("shift_ratio") or "rule"
+    rows = [
+        ("PT-DiT", "off", old),
+        ("PT-DiT", ratio, report),
+        ("full attention", "off", old_base),
+        ("full attention", ratio, _baseline(world)),
+    ]
+    return [
+        f"**Before the timestep shift.** The {world} models bundled at commit 6d0d9f5 were trained by the same "
+        "config and budget with `shift: false` (tau ~ logit-normal(0, 1)); their evaluations are kept in "
+        "`docs/results/before_shift/`. Shifting the training and sampling timesteps towards noise is the only "
+        "change (see *Where samples are decided* below):",
+        "",
+        "| model | shift | steps | " + " | ".join(keys) + " |",
+        "|---|---|---|" + "---|" * len(keys),
+        *(
+            f"| {name} | {shift} | {_steps(r)} | " + " | ".join(_fmt(r["scores"].get(k)) for k in keys) + " |"
+            for name, shift, r in rows
+            if r is not None
+        ),
+        "",
+    ]
+
+
 @functools.cache
 def _baseline(world: str) -> dict | None:
     """The full-attention baseline's evaluation of `world`, if one was recorded."""
@@ -102,6 +164,16 @@ def where_this_stands(reports: list[dict]) -> list[str]:
         if v_steps > vb_steps
         else ""
     )
+    vshift = f", timestep shift ratio {vcfg['shift_ratio']:g}" if vcfg.get("shift_ratio") else ""
+    image_train = _train_split("shapes-image")
+    image_note = (
+        "It learns colours and counts but draws shapes of held-out colour-shape pairs poorly: on prompts of "
+        f"training compositions it scores accuracy {_fmt(image_train['scores']['accuracy'])} (shape "
+        f"{_fmt(image_train['scores']['shape'])}), on held-out ones {_fmt(image['scores']['accuracy'])} (shape "
+        f"{_fmt(image['scores']['shape'])}). "
+        if image and image_train
+        else ""
+    )
     weights = {r["world"]: r.get("training", {}).get("weights", "ema") for r in reports}
     bundled = (
         "All bundle their EMA weights."
@@ -112,10 +184,8 @@ def where_this_stands(reports: list[dict]) -> list[str]:
         f"**Where this stands.** {verdict} The image model is a CPU run (`configs/shapes_image.yaml`: depth 6, width "
         f"128, patch 4, batch 64): 1,500 steps, then continued under `train.time_limit_s` for the same wall-clock "
         f"time as its baseline on 2 shared cores, to {_steps(image)} steps (baseline "
-        f"{_steps(_baseline('shapes-image'))}). It learns colours and counts but not yet shapes: the "
-        "objects are 7-13 px across (0.22-0.40 of the height) and a token is a 4x4-pixel patch (the GPU recipe, "
-        "`configs/shapes_image_gpu.yaml`, uses patch 2). The video model is a CPU run (`configs/shapes_video.yaml`: "
-        f"depth 6, width 128, patch 4, batch {vcfg.get('batch_size')}) of {_steps(video)} steps, side by side with "
+        f"{_steps(_baseline('shapes-image'))}). {image_note}The video model is a CPU run (`configs/shapes_video.yaml`: "
+        f"depth 6, width 128, patch 4, batch {vcfg.get('batch_size')}{vshift}) of {_steps(video)} steps, side by side with "
         f"its baseline on the 2 cores ({_threads(vcfg)} each) for the same {vcfg.get('time_limit_s', 0):.0f} s of "
         f"training loop (baseline {_steps(_baseline('shapes-video'))} steps{video_note}). "
         f"{bundled} The multi-view model and its baseline were trained on a lent H100 by "
@@ -228,6 +298,9 @@ def section(report: dict) -> list[str]:
             f"runs/{world.replace('-', '_')}_full`).",
             "",
         ]
+    keys = [k for k, v in report["scores"].items() if not isinstance(v, dict)]
+    lines += before_shift_lines(world, report, keys)
+    lines += train_split_lines(world, keys)
     return lines
 
 
@@ -265,7 +338,7 @@ def decision_section() -> list[str]:
 
 
 def main() -> None:
-    reports = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("eval_*.json"))]
+    reports = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("eval_*.json")) if not _is_train(p)]
     lines = [
         "# Results of the bundled models",
         "",

@@ -32,6 +32,41 @@ def test_eval_writes_scores_and_grid(tmp_path, capsys, world, task, frames, wind
     assert world in capsys.readouterr().out
 
 
+def test_eval_train_split_scores_training_compositions(tmp_path, capsys):
+    from ptdit.worlds.judges import eval_prompts
+    from ptdit.worlds.shapes_image import heldout_compositions, make_dataset
+
+    cfg = PTDiTConfig(depth=1, hidden_size=32, num_heads=2, in_channels=3, out_channels=3, caption_channels=16,
+                      window=(1, 4, 4))  # fmt: skip
+    PTDiT(cfg).save_pretrained(tmp_path / "m")
+    PipelineDefaults(task="image", text_encoder="random:16", autoencoder="identity", height=32, width=32, frames=1,
+                     steps=1, cfg=2.0, world="shapes-image").write(tmp_path / "m")  # fmt: skip
+    out = tmp_path / "out"
+    argv = [
+        "eval",
+        "--model",
+        str(tmp_path / "m"),
+        "--n",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+        "--split",
+        "train",
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / "eval_shapes-image_train.json").read_text())
+    assert report["settings"]["split"] == "train" and not (out / "eval_shapes-image.json").exists()
+    assert [s["prompt"] for s in report["samples"]] == [
+        p for p, _ in eval_prompts("shapes-image", 3, split="train")
+    ]
+    assert "train prompts" in capsys.readouterr().out
+    train = make_dataset(split="train", length=20, seed=0)
+    assert not any(heldout_compositions(train.spec_and_caption(i)[0]) for i in range(20))
+    assert main(["eval", "--model", str(tmp_path / "m"), "--world", "fashion-mnist", "--split", "train"]) != 0
+    assert "--split train is for the Shapes worlds" in capsys.readouterr().err
+
+
 def test_eval_unknown_world_is_clear(tmp_path, capsys):
     PTDiT(PTDiTConfig(depth=1, hidden_size=32, num_heads=2, caption_channels=16)).save_pretrained(
         tmp_path / "m"

@@ -313,8 +313,17 @@ def validate_judges(
 
 def heldout_prompts(world: str, n: int, seed: int = 0) -> list[tuple[str, dict]]:
     """`n` evaluation prompts of held-out compositions: (caption, parsed prompt spec), a function of seed."""
+    return eval_prompts(world, n, seed, split="heldout")
+
+
+def eval_prompts(world: str, n: int, seed: int = 0, split: str = "heldout") -> list[tuple[str, dict]]:
+    """`n` prompts of a split: (caption, parsed prompt spec), a function of seed. "heldout": compositions never
+    trained on (the scores of docs/results.md); "train": compositions of the training split, which tells what a
+    model has learnt apart from how it generalises to new compositions."""
+    if split not in ("heldout", "train"):
+        raise ValueError(f"unknown split {split!r}: use 'heldout' or 'train'")
     mod = world_module(world)
-    ds = mod.make_dataset(split="heldout", length=max(1, n), seed=seed)
+    ds = mod.make_dataset(split=split, length=max(1, n), seed=seed)
     out = []
     for i in range(n):
         _, cap = ds.spec_and_caption(i)
