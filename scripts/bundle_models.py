@@ -1,6 +1,7 @@
 """Bundle trained Shapes models into the package and score them.
 
     python scripts/bundle_models.py [--tasks image video multiview] [--n 200] [--weights ema|model] [--baselines image]
+                                    [--ablation NAME]
 
 For each task: take the latest checkpoint of runs/shapes_<task> (trained by `ptdit train configs/shapes_<task>.yaml`),
 export its weights (`--weights`) in bf16 (to keep the three bundled models small) to ptdit/assets/models/shapes-<task>,
@@ -8,6 +9,10 @@ then run `ptdit eval` on the bundled directory and write docs/results/eval_shape
 also scores runs/shapes_<task>_full (the same config with `--model.attention full`, not bundled) into
 docs/results/baseline/. The training cost is read from each run's train_log.jsonl. docs/results.md is made from
 these files by scripts/results_doc.py.
+
+`--ablation NAME` bundles nothing: it scores runs/shapes_<task> (and, with --baselines, runs/shapes_<task>_full)
+from their `bundled` export into docs/results/ablations/NAME/ (+ baseline/), for a run that differs from the
+bundled one in one setting; write docs/results/ablations/NAME/about.json ({"label", "change"}) by hand.
 """
 
 from __future__ import annotations
@@ -81,17 +86,22 @@ def score(
     return report
 
 
-def bundle(task: str, n: int, runs: Path, weights: str, batch_size: int) -> dict:
-    run_dir, out = runs / f"shapes_{task}", ASSETS / f"shapes-{task}"
+def bundle(task: str, n: int, runs: Path, weights: str, batch_size: int, ablation: str | None = None) -> dict:
+    run_dir = runs / f"shapes_{task}"
+    out = run_dir / "bundled" if ablation else ASSETS / f"shapes-{task}"
+    results = RESULTS / "ablations" / ablation if ablation else RESULTS
     ckpt = export_bf16(run_dir, out, weights)
-    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS, weights, batch_size)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, results, weights, batch_size)
 
 
-def baseline(task: str, n: int, runs: Path, weights: str, batch_size: int) -> dict:
+def baseline(
+    task: str, n: int, runs: Path, weights: str, batch_size: int, ablation: str | None = None
+) -> dict:
     run_dir = runs / f"shapes_{task}_full"
     out = run_dir / "bundled"
+    results = (RESULTS / "ablations" / ablation if ablation else RESULTS) / "baseline"
     ckpt = export_bf16(run_dir, out, weights)
-    return score(run_dir, out, ckpt, f"shapes-{task}", n, RESULTS / "baseline", weights, batch_size)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, results, weights, batch_size)
 
 
 def main() -> None:
@@ -104,12 +114,13 @@ def main() -> None:
     )
     p.add_argument("--baselines", nargs="*", default=[], help="tasks whose full-attention run to score too")
     p.add_argument("--batch-size", type=int, default=16, help="samples per generation batch")
+    p.add_argument("--ablation", help="score into docs/results/ablations/NAME/ instead of bundling")
     args = p.parse_args()
     for task in args.tasks:
-        report = bundle(task, args.n, Path(args.runs), args.weights, args.batch_size)
+        report = bundle(task, args.n, Path(args.runs), args.weights, args.batch_size, args.ablation)
         print(task, report["headline"], report["training"])
     for task in args.baselines:
-        report = baseline(task, args.n, Path(args.runs), args.weights, args.batch_size)
+        report = baseline(task, args.n, Path(args.runs), args.weights, args.batch_size, args.ablation)
         print(task, "full attention", report["headline"], report["training"])
 
 

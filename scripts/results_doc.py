@@ -73,35 +73,40 @@ def train_split_lines(world: str, keys: list[str]) -> list[str]:
     ]
 
 
-def before_shift_lines(world: str, report: dict, keys: list[str]) -> list[str]:
-    """The same world's models before the timestep shift (docs/results/before_shift/, commit 6d0d9f5), next to
-    the bundled ones."""
-    folder = RESULTS / "before_shift"
-    old, old_base = (
-        json.loads(p.read_text()) if p.is_file() else None
-        for p in (folder / f"eval_{world}.json", folder / "baseline" / f"eval_{world}.json")
-    )
-    if old is None:
+def ablation_lines(world: str, report: dict, keys: list[str]) -> list[str]:
+    """Runs of `world` that differ from the bundled one in one setting, next to it: each folder of
+    docs/results/ablations/ holds eval_<world>.json (+ baseline/eval_<world>.json) and about.json
+    ({"label", "change"})."""
+    found = []
+    for folder in sorted((RESULTS / "ablations").glob("*/")):
+        path = folder / f"eval_{world}.json"
+        if path.is_file():
+            about = json.loads((folder / "about.json").read_text())
+            base = folder / "baseline" / f"eval_{world}.json"
+            found.append((folder, about, json.loads(path.read_text()), base))
+    if not found:
         return []
-    ratio = _train_config(report).get("shift_ratio") or "rule"
-    rows = [
-        ("PT-DiT", "off", old),
-        ("PT-DiT", ratio, report),
-        ("full attention", "off", old_base),
-        ("full attention", ratio, _baseline(world)),
+    rows = [("PT-DiT", "bundled", report)]
+    rows += [("PT-DiT", about["label"], r) for _, about, r, _ in found]
+    if _baseline(world):
+        rows.append(("full attention", "bundled", _baseline(world)))
+    rows += [
+        ("full attention", about["label"], json.loads(b.read_text()))
+        for _, about, _, b in found
+        if b.is_file()
     ]
+    text = "; ".join(
+        f"`{folder.relative_to(ROOT)}/` ({about['label']}): {about['change']}"
+        for folder, about, _, _ in found
+    )
     return [
-        f"**Before the timestep shift.** The {world} models bundled at commit 6d0d9f5 were trained by the same "
-        "config and budget with `shift: false` (tau ~ logit-normal(0, 1)); their evaluations are kept in "
-        "`docs/results/before_shift/`. Shifting the training and sampling timesteps towards noise is the only "
-        "change (see *Where samples are decided* below):",
+        f"**Ablations** (the same held-out evaluation): {text}.",
         "",
-        "| model | shift | steps | " + " | ".join(keys) + " |",
+        "| model | run | steps | " + " | ".join(keys) + " |",
         "|---|---|---|" + "---|" * len(keys),
         *(
-            f"| {name} | {shift} | {_steps(r)} | " + " | ".join(_fmt(r["scores"].get(k)) for k in keys) + " |"
-            for name, shift, r in rows
-            if r is not None
+            f"| {name} | {run} | {_steps(r)} | " + " | ".join(_fmt(r["scores"].get(k)) for k in keys) + " |"
+            for name, run, r in rows
         ),
         "",
     ]
@@ -299,7 +304,7 @@ def section(report: dict) -> list[str]:
             "",
         ]
     keys = [k for k, v in report["scores"].items() if not isinstance(v, dict)]
-    lines += before_shift_lines(world, report, keys)
+    lines += ablation_lines(world, report, keys)
     lines += train_split_lines(world, keys)
     return lines
 
