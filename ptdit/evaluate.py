@@ -157,7 +157,7 @@ def evaluate(
             "cfg": cfg,
             "sampler": pipe.defaults.sampler,
             "split": split,
-        },  # fmt: skip
+        },
         "seconds": round(time.perf_counter() - start, 1),
         "device": str(pipe.model_device),
         "samples": per_sample,
