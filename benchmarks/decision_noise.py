@@ -62,9 +62,8 @@ def run_model(model_dir: str, world: str, n: int, taus: list[float], steps: int,
     ds = world_module(world).make_dataset(split="train", length=n, seed=7)
     items = [ds[i] for i in range(n)]
     captions = [it["caption"] for it in items]
-    x0 = torch.stack([torch.as_tensor(it["pixels"]) for it in items]).float()
-    x0 = x0 if x0.dim() == 5 else x0.unsqueeze(2)  # images (B, C, H, W) -> (B, C, 1, H, W)
-    latents0 = pipe.autoencoder.encode(x0) if hasattr(pipe.autoencoder, "encode") else x0
+    x0 = torch.stack([torch.as_tensor(it["pixels"]) for it in items]).float()  # (B, C, F, H, W)
+    latents0 = pipe.autoencoder.encode(x0)
     eps = torch.randn(latents0.shape, generator=torch.Generator().manual_seed(0))
     emb, mask, uncond, uncond_mask = pipe.encode_prompts(captions)
     rows = []

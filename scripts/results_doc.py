@@ -45,14 +45,17 @@ def _where(train: dict) -> str:
     return f"{train.get('step_seconds')} s of step time on the CPU ({_cpu()}, 2 cores shared by the runs)"
 
 
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _is_train(path: Path) -> bool:
     return path.stem.endswith("_train")
 
 
 def _train_split(world: str, baseline: bool = False) -> dict | None:
     """The `ptdit eval --split train` report of `world` (training compositions), if one was recorded."""
-    path = (RESULTS / "baseline" if baseline else RESULTS) / f"eval_{world}_train.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return _read_json((RESULTS / "baseline" if baseline else RESULTS) / f"eval_{world}_train.json")
 
 
 def train_split_lines(world: str, keys: list[str]) -> list[str]:
@@ -77,24 +80,18 @@ def ablation_lines(world: str, report: dict, keys: list[str]) -> list[str]:
     """Runs of `world` that differ from the bundled one in one setting, next to it: each folder of
     docs/results/ablations/ holds eval_<world>.json (+ baseline/eval_<world>.json) and about.json
     ({"label", "change"})."""
-    found = []
-    for folder in sorted((RESULTS / "ablations").glob("*/")):
-        path = folder / f"eval_{world}.json"
-        if path.is_file():
-            about = json.loads((folder / "about.json").read_text())
-            base = folder / "baseline" / f"eval_{world}.json"
-            found.append((folder, about, json.loads(path.read_text()), base))
+    found = [  # (folder, about, PT-DiT report, baseline report or None)
+        (f, _read_json(f / "about.json"), r, _read_json(f / "baseline" / f"eval_{world}.json"))
+        for f in sorted((RESULTS / "ablations").glob("*/"))
+        if (r := _read_json(f / f"eval_{world}.json")) is not None
+    ]
     if not found:
         return []
     rows = [("PT-DiT", "bundled", report)]
     rows += [("PT-DiT", about["label"], r) for _, about, r, _ in found]
-    if _baseline(world):
-        rows.append(("full attention", "bundled", _baseline(world)))
-    rows += [
-        ("full attention", about["label"], json.loads(b.read_text()))
-        for _, about, _, b in found
-        if b.is_file()
-    ]
+    rows += [("full attention", "bundled", _baseline(world))]
+    rows += [("full attention", about["label"], b) for _, about, _, b in found]
+    rows = [row for row in rows if row[2] is not None]
     text = "; ".join(
         f"`{folder.relative_to(ROOT)}/` ({about['label']}): {about['change']}"
         for folder, about, _, _ in found
@@ -115,8 +112,7 @@ def ablation_lines(world: str, report: dict, keys: list[str]) -> list[str]:
 @functools.cache
 def _baseline(world: str) -> dict | None:
     """The full-attention baseline's evaluation of `world`, if one was recorded."""
-    path = RESULTS / "baseline" / f"eval_{world}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return _read_json(RESULTS / "baseline" / f"eval_{world}.json")
 
 
 def _headline(report: dict) -> float:

@@ -290,12 +290,11 @@ class Trainer:
         task = {"shapes-video": "video", "shapes-multiview": "multiview"}.get(world or "", cfg.data.kind)
         if cfg.data.world in ("shapes-image", "fashion-mnist"):
             task = "image"
-        if not cfg.train.shift or cfg.train.shift_ratio > 0:
-            shift = cfg.train.timestep_shift(height, width)  # one fixed ratio (1 = none) at every size
-        elif cfg.train.shift_scale != 1.0:
-            shift = flow.shift_ratio(height, width, frames if task == "video" else 1, cfg.train.shift_scale)
-        else:
+        t = cfg.train
+        if t.shift and t.shift_ratio == 0 and t.shift_scale == 1.0:
             shift = None  # the released sqrt(H*W/512^2) rule at the sampled size
+        else:  # a fixed ratio: none (1), shift_ratio, or the rule times shift_scale at the trained size
+            shift = t.timestep_shift(height, width, frames if task == "video" else 1)
         ae = cfg.autoencoder.spec
         if ae == "identity":
             ae = f"identity:{self.model_config.in_channels}"

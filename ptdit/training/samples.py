@@ -11,9 +11,8 @@ import torch
 @torch.no_grad()
 def sample_grid(trainer: Any, path: Path) -> Path | None:
     """Video / multi-view: a row of frames per prompt; images: one row of prompts. Uses the trainer's raw weights; rank 0 writes `path`."""
-    from ..flow import NUM_TRAIN_TIMESTEPS, shift_timesteps
     from ..media import grid, save_png, to_uint8
-    from ..sampling import base_taus, sample_euler
+    from ..sampling import RFlowEuler, sample_euler
 
     cfg = trainer.cfg
     prompts = list(cfg.log.sample_prompts)
@@ -28,7 +27,7 @@ def sample_grid(trainer: Any, path: Path) -> Path | None:
     emb, mask = trainer.text_encoder(prompts)
     uncond, uncond_mask = trainer.text_encoder([""] * len(prompts))
     ratio = cfg.train.timestep_shift(height, width, frames)  # the training shift (1 = none)
-    timesteps = shift_timesteps(base_taus(cfg.log.sample_steps), ratio) * NUM_TRAIN_TIMESTEPS
+    timesteps = RFlowEuler(shift=ratio).timesteps(cfg.log.sample_steps)
     latents = sample_euler(
         trainer.raw,
         noise,
