@@ -1,6 +1,6 @@
 """Where a training step's time goes: torch.profiler over a few steps of a training config, after warm-up.
 
-    python3 scripts/gpu/profile_train_step.py configs/shapes_multiview.yaml --out /tmp/profile.txt [--steps 10]
+    python3 scripts/gpu/profile_train_step.py configs/shapes_multiview_gpu.yaml --out /tmp/profile.txt [--steps 10]
         [--set --model.attention full ...]
 
 On the H100 the Shapes multi-view model took 259.5 s of step time for 2,769 steps (docs/results.md); this tells whether

@@ -13,7 +13,7 @@ GRACE_S=${GRACE_S:-90}
 SCORE_S=${SCORE_S:-90}
 EXTRA=${EXTRA:-}
 TASKS=${TASKS:-image video multiview}
-CONFIGS=${CONFIGS:-}  # e.g. "image=configs/shapes_image_gpu.yaml video=configs/shapes_video_gpu.yaml"
+CONFIGS=${CONFIGS:-image=configs/shapes_image_gpu.yaml video=configs/shapes_video_gpu.yaml multiview=configs/shapes_multiview_gpu.yaml}
 GPU_CHECK_ARGS=${GPU_CHECK_ARGS:-}
 OUT=${OUT:?set OUT}
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -34,7 +34,7 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
   mkdir -p /tmp/gpu_check
   if [ $(( TOTAL_S - $(elapsed) )) -gt 180 ]; then  # where a Shapes training step's time goes (for the next run)
     for variant in "" "--model.attention full"; do
-      timeout 60 python3 scripts/gpu/profile_train_step.py configs/shapes_multiview.yaml \
+      timeout 60 python3 scripts/gpu/profile_train_step.py configs/shapes_multiview_gpu.yaml \
         --out "/tmp/gpu_check/profile_train_multiview${variant:+_full}.txt" --set $variant || echo "profile exit $?"
     done
   fi
