@@ -143,6 +143,11 @@ def _steps(report: dict | None) -> str:
     return "?" if steps is None else f"{steps:,}"
 
 
+def _model_config(world: str) -> dict:
+    """The bundled model's config.json (empty when the world has no bundled model)."""
+    return _read_json(ROOT / "ptdit" / "assets" / "models" / world / "config.json") or {}
+
+
 def _nsteps(report: dict) -> int:
     return report.get("training", {}).get("steps") or 0
 
@@ -153,8 +158,7 @@ def _run_sentence(report: dict) -> str:
     train = report.get("training", {})
     machine = train.get("machine")
     cfg = _train_config(report)
-    model_file = ROOT / "ptdit" / "assets" / "models" / world / "config.json"
-    model = json.loads(model_file.read_text()) if model_file.is_file() else {}
+    model = _model_config(world)
     shift = (
         f", timestep shift ratio {cfg['shift_ratio']:g}"
         if cfg.get("shift") and cfg.get("shift_ratio")
@@ -212,8 +216,8 @@ def where_this_stands(reports: list[dict]) -> list[str]:
     )
     cost = (
         f"In equal wall-clock budgets PT-DiT takes fewer steps than full attention on {', '.join(fewer) or 'none'} "
-        f"and more on {', '.join(more) or 'none'}: at 64-512 tokens per sample the proxy and window attentions save "
-        "little work, while the PT-DiT block runs five attentions to the baseline's two."
+        f"and more on {', '.join(more) or 'none'}: its block runs five attentions to the baseline's two, and its "
+        "window and proxy attentions save more of full attention's work the more tokens a sample has."
     )
     compare = (
         f" The baseline scores higher on {', '.join(better)}."
@@ -251,8 +255,7 @@ def section(report: dict) -> list[str]:
     world = report["world"]
     ((headline, value),) = report["headline"].items()
     train = report.get("training", {})
-    run_cfg = ROOT / "ptdit" / "assets" / "models" / world / "config.json"
-    model_cfg = json.loads(run_cfg.read_text()) if run_cfg.is_file() else {}
+    model_cfg = _model_config(world)
     cfg_file = _config_file(report)
     train_cfg = _train_config(report)
     target = TARGETS.get(world)

@@ -3,7 +3,8 @@
     python3 scripts/gpu/profile_train_step.py configs/shapes_multiview_gpu.yaml --out /tmp/profile.txt [--steps 10]
         [--set --model.attention full ...]
 
-On the H100 the Shapes multi-view model took 259.5 s of step time for 2,769 steps (docs/results.md); this tells whether
+On the H100 an earlier Shapes multi-view model took 259.5 s of step time for 2,769 steps
+(docs/results/ablations/h100_shift_off/); this tells whether
 the time is the GPU's (kernels) or the host's (Python, data, launches). Eager (train.compile false), so the table
 names our modules' operators; writes the top operators by device and by host time and the mean step time.
 """
