@@ -185,6 +185,30 @@ def _run_sentence(report: dict) -> str:
     return f"The {world.split('-', 1)[1]} model is {where} ({recipe}) of {_steps(report)} steps, {how}."
 
 
+def _image_note(held: dict, train: dict | None) -> str:
+    """Which image criteria fail: the weakest one on training compositions, the one that falls most on
+    held-out compositions; next to the full-attention baseline's where its files exist."""
+    if train is None:
+        return ""
+    base, base_train = _baseline("shapes-image"), _train_split("shapes-image", baseline=True)
+    keys = [k for k in train["scores"] if k != "accuracy" and held["scores"].get(k) is not None]
+    weak = min(keys, key=lambda k: train["scores"][k])
+    drop = max(keys, key=lambda k: train["scores"][k] - held["scores"][k])
+
+    def vs(report: dict | None, key: str) -> str:
+        return f", full attention {_fmt(report['scores'][key])}" if report else ""
+
+    text = (
+        f" On prompts of training compositions the image model scores accuracy {_fmt(train['scores']['accuracy'])}"
+        f"{vs(base_train, 'accuracy')}; its weakest criterion there is {weak} ({_fmt(train['scores'][weak])}"
+        f"{vs(base_train, weak)}). From training to held-out compositions {drop} falls most: "
+        f"{_fmt(train['scores'][drop])} to {_fmt(held['scores'][drop])}"
+    )
+    if base and base_train:
+        text += f" (full attention {_fmt(base_train['scores'][drop])} to {_fmt(base['scores'][drop])})"
+    return text + "."
+
+
 def where_this_stands(reports: list[dict]) -> list[str]:
     """The summary paragraph; scores and step counts are read from the evaluation files."""
     below = [r["world"] for r in reports if _headline(r) < TARGETS.get(r["world"], 0)]
@@ -198,16 +222,8 @@ def where_this_stands(reports: list[dict]) -> list[str]:
     fewer = [r["world"] for r, b in pairs if _nsteps(r) < _nsteps(b)]
     more = [r["world"] for r, b in pairs if _nsteps(r) > _nsteps(b)]
     better = [r["world"] for r, b in pairs if _headline(b) > _headline(r)]
-    image_train = _train_split("shapes-image")
     image = next((r for r in reports if r["world"] == "shapes-image"), None)
-    image_note = (
-        " The image model learns colours and counts but draws shapes of held-out colour-shape pairs poorly: on "
-        f"prompts of training compositions it scores accuracy {_fmt(image_train['scores']['accuracy'])} (shape "
-        f"{_fmt(image_train['scores']['shape'])}), on held-out ones {_fmt(image['scores']['accuracy'])} (shape "
-        f"{_fmt(image['scores']['shape'])})."
-        if image and image_train
-        else ""
-    )
+    image_note = _image_note(image, _train_split("shapes-image")) if image else ""
     weights = {r["world"]: r.get("training", {}).get("weights", "ema") for r in reports}
     bundled = (
         "All bundle their EMA weights."

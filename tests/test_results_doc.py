@@ -1,0 +1,34 @@
+"""scripts/results_doc.py: the summary sentences follow the evaluation files, not hand-kept text."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("results_doc", REPO / "scripts" / "results_doc.py")
+results_doc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results_doc)
+
+
+def _report(**scores) -> dict:
+    return {"world": "shapes-image", "headline": {"accuracy": scores["accuracy"]}, "scores": scores}
+
+
+def test_image_note_names_the_failing_criteria(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_doc, "RESULTS", tmp_path)
+    results_doc._baseline.cache_clear()
+    held = _report(accuracy=0.1, shape=0.4, relation=0.3, size=None)
+    train = _report(accuracy=0.6, shape=0.95, relation=0.5, size=0.8)
+    text = results_doc._image_note(held, train)
+    assert "accuracy 0.600; its weakest criterion there is relation (0.500)" in text
+    assert "shape falls most: 0.950 to 0.400." in text  # size is not asked on held-out prompts here
+    (tmp_path / "baseline").mkdir()
+    for name, rep in [("eval_shapes-image.json", _report(accuracy=0.4, shape=0.3, relation=1.0)),
+                      ("eval_shapes-image_train.json", _report(accuracy=0.97, shape=0.99, relation=1.0))]:  # fmt: skip
+        (tmp_path / "baseline" / name).write_text(json.dumps(rep))
+    results_doc._baseline.cache_clear()
+    text = results_doc._image_note(held, train)
+    assert "relation (0.500, full attention 1.000)" in text
+    assert "0.950 to 0.400 (full attention 0.990 to 0.300)" in text
+    assert results_doc._image_note(held, None) == ""
+    results_doc._baseline.cache_clear()
