@@ -191,7 +191,9 @@ def _image_note(held: dict, train: dict | None) -> str:
     if train is None:
         return ""
     base, base_train = _baseline("shapes-image"), _train_split("shapes-image", baseline=True)
-    keys = [k for k in train["scores"] if k != "accuracy" and held["scores"].get(k) is not None]
+    keys = [
+        k for k, v in train["scores"].items() if k != "accuracy" and None not in (v, held["scores"].get(k))
+    ]
     weak = min(keys, key=lambda k: train["scores"][k])
     drop = max(keys, key=lambda k: train["scores"][k] - held["scores"][k])
 
