@@ -389,6 +389,36 @@ def decision_section() -> list[str]:
     return lines + [""]
 
 
+def relation_section() -> list[str]:
+    """Whether the image models read the relation from the caption at pure noise, from
+    benchmarks/results/relation_probe_*.json (benchmarks/relation_probe.py)."""
+    files = sorted(BENCH.glob("relation_probe_*.json"))
+    if not files:
+        return []
+    reports = [json.loads(p.read_text()) for p in files]
+    taus = sorted({float(t) for rep in reports for m in rep["models"] for t in m["rates"]}, reverse=True)
+    lines = [
+        "## Does the image model read the relation?",
+        "",
+        "`python benchmarks/relation_probe.py` noises two-colour scenes to a level tau, averages the model's x0 "
+        "prediction (CFG 4) over several noises and counts the scenes where object A's colour lies on the side "
+        "of B's that the caption names. At tau = 1 the input is pure noise, so only the caption can place the "
+        "objects: 0.5 means the relation is ignored there. Sources: "
+        + ", ".join(f"`{p.relative_to(ROOT).with_suffix('.md')}`" for p in files)
+        + ". `runs/shapes_image_full/bundled` is the full-attention baseline's export (`scripts/bundle_models.py "
+        "--baselines image`).",
+        "",
+        "| split | model | " + " | ".join(f"tau {t:.2f}" for t in taus) + " |",
+        "|---|---|" + "---|" * len(taus),
+    ]
+    for rep in reports:
+        for m in rep["models"]:
+            rates = {float(t): r for t, r in m["rates"].items()}
+            cells = " | ".join(_fmt(rates.get(t)) if t in rates else "" for t in taus)
+            lines.append(f"| {rep['split']} (n = {rep['n']}) | `{m['model']}` | {cells} |")
+    return lines + [""]
+
+
 def main() -> None:
     reports = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("eval_*.json")) if not _is_train(p)]
     lines = [
@@ -409,6 +439,7 @@ def main() -> None:
     for report in reports:
         lines += section(report)
     lines += decision_section()
+    lines += relation_section()
     path = ROOT / "docs" / "results.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {path}")

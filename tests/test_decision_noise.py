@@ -58,3 +58,33 @@ def test_a_model_that_predicts_nothing_passes_only_from_low_noise(tmp_path):
     assert rows[1]["train_mass_above"] is None and "| 0.05 | 1 |" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit):
         decision_noise.main(["--world", "shapes-image", "--model", "m", "--taus", "1.5"])
+
+
+def test_relation_probe_reads_the_side_from_the_prediction(tmp_path):
+    """benchmarks/relation_probe.py: with v = 0 the x0 prediction is x_tau, so near tau = 0 it is the scene itself
+    (A always on the named side), and a picture with A's colour on the wrong side fails."""
+    spec_ = importlib.util.spec_from_file_location(
+        "relation_probe", REPO / "benchmarks" / "relation_probe.py"
+    )
+    relation_probe = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(relation_probe)
+    torch.manual_seed(0)
+    cfg = PTDiTConfig(depth=1, hidden_size=32, num_heads=2, in_channels=3, out_channels=3, caption_channels=16,
+                      window=(1, 4, 4))  # fmt: skip
+    model = PTDiT(cfg)
+    with torch.no_grad():
+        for p in model.final_layer.parameters():
+            p.zero_()
+    model.save_pretrained(tmp_path / "m")
+    PipelineDefaults(task="image", text_encoder="random:16", autoencoder="identity", height=32, width=32,
+                     frames=1, steps=2, cfg=2.0, world="shapes-image").write(tmp_path / "m")  # fmt: skip
+    out = tmp_path / "rp"
+    argv = ["--model", str(tmp_path / "m"), "--n", "8", "--seeds", "2", "--taus", "0.02", "--out", str(out)]
+    assert relation_probe.main(argv) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["models"][0]["rates"] == {"0.02": 1.0}
+    scene = relation_probe.two_colour_scenes("train", 1)[0]
+    image = scene["pixels"][:, 0].permute(1, 2, 0).numpy()
+    assert relation_probe.on_named_side(image, scene["spec"])
+    flip = image[:, ::-1] if scene["spec"]["relation"] in ("left", "right") else image[::-1]
+    assert not relation_probe.on_named_side(flip, scene["spec"])
