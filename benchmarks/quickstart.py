@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ptdit.bench.timing import cpu_name  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
 
 # (name, the command exactly as README.md prints it, files it must write relative to the working folder)
@@ -99,16 +100,6 @@ def run_once(command: str, expect: tuple[str, ...]) -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _commit() -> str | None:
     try:
         out = subprocess.run(
@@ -163,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     report = {
         "environment": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0],
             "torch": torch.__version__,

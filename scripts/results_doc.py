@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import platform
 from pathlib import Path
 
 import yaml
@@ -20,13 +19,9 @@ TARGETS = {"shapes-image": 0.90, "shapes-video": 0.90, "shapes-multiview": 0.90}
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from ptdit.bench.timing import cpu_name
+
+    return cpu_name()
 
 
 def _fmt(v) -> str:

@@ -34,9 +34,8 @@ def test_training_mass_matches_the_trainers_draws(config):
     assert decision_noise.training_mass_above(None, taus, 32, 32, 8) is None
 
 
-def test_a_model_that_predicts_nothing_passes_only_from_low_noise(tmp_path):
-    """With a zeroed output layer (v = 0) a sample is its start: pure noise at tau0 = 1 (judged wrong) and
-    0.95 x0 + 0.05 eps at tau0 = 0.05 (judged right)."""
+def _zero_output_model(path: Path) -> None:
+    """A tiny image pipeline whose zeroed output layer predicts v = 0 (a sample stays where it starts)."""
     torch.manual_seed(0)
     cfg = PTDiTConfig(depth=1, hidden_size=32, num_heads=2, in_channels=3, out_channels=3, caption_channels=16,
                       window=(1, 4, 4))  # fmt: skip
@@ -44,9 +43,15 @@ def test_a_model_that_predicts_nothing_passes_only_from_low_noise(tmp_path):
     with torch.no_grad():
         for p in model.final_layer.parameters():
             p.zero_()
-    model.save_pretrained(tmp_path / "m")
+    model.save_pretrained(path)
     PipelineDefaults(task="image", text_encoder="random:16", autoencoder="identity", height=32, width=32,
-                     frames=1, steps=2, cfg=2.0, world="shapes-image").write(tmp_path / "m")  # fmt: skip
+                     frames=1, steps=2, cfg=2.0, world="shapes-image").write(path)  # fmt: skip
+
+
+def test_a_model_that_predicts_nothing_passes_only_from_low_noise(tmp_path):
+    """With a zeroed output layer (v = 0) a sample is its start: pure noise at tau0 = 1 (judged wrong) and
+    0.95 x0 + 0.05 eps at tau0 = 0.05 (judged right)."""
+    _zero_output_model(tmp_path / "m")
     out = tmp_path / "dn"
     argv = ["--world", "shapes-image", "--model", str(tmp_path / "m"), "--n", "6", "--taus", "1,0.05",
             "--steps", "4", "--out", str(out)]  # fmt: skip
@@ -68,16 +73,7 @@ def test_relation_probe_reads_the_side_from_the_prediction(tmp_path):
     )
     relation_probe = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(relation_probe)
-    torch.manual_seed(0)
-    cfg = PTDiTConfig(depth=1, hidden_size=32, num_heads=2, in_channels=3, out_channels=3, caption_channels=16,
-                      window=(1, 4, 4))  # fmt: skip
-    model = PTDiT(cfg)
-    with torch.no_grad():
-        for p in model.final_layer.parameters():
-            p.zero_()
-    model.save_pretrained(tmp_path / "m")
-    PipelineDefaults(task="image", text_encoder="random:16", autoencoder="identity", height=32, width=32,
-                     frames=1, steps=2, cfg=2.0, world="shapes-image").write(tmp_path / "m")  # fmt: skip
+    _zero_output_model(tmp_path / "m")
     out = tmp_path / "rp"
     argv = ["--model", str(tmp_path / "m"), "--n", "8", "--seeds", "2", "--taus", "0.02", "--out", str(out)]
     assert relation_probe.main(argv) == 0

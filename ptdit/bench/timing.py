@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import platform
 import re
 import statistics
 import time
@@ -21,6 +22,17 @@ def _sync(device: torch.device) -> None:
 
 CPU_TIMERS = {"wall": time.perf_counter, "process": time.process_time}
 _CPU_TIMER = ["wall"]
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def set_cpu_timer(name: str) -> None:
