@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ptdit.bench.timing import cpu_name
 from ptdit.evaluate import evaluate
 from ptdit.io import read_safetensors, save_safetensors_atomic
 from ptdit.training.checkpoint import export_model, latest_checkpoint
@@ -46,6 +47,8 @@ def training_cost(run_dir: Path, step: int) -> dict:
     if machine.is_file():
         info = json.loads(machine.read_text())
         cost["machine"] = {k: info[k] for k in ("device", "torch", "time_limit_s", "config") if k in info}
+    else:  # a CPU run, bundled on the machine that trained it
+        cost["cpu"] = cpu_name()
     return cost
 
 

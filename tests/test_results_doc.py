@@ -32,3 +32,25 @@ def test_image_note_names_the_failing_criteria(tmp_path, monkeypatch):
     assert "0.950 to 0.400 (full attention 0.990 to 0.300)" in text
     assert results_doc._image_note(held, None) == ""
     results_doc._baseline.cache_clear()
+
+
+def test_heldout_kinds_split_attribute_and_layout_failures(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_doc, "RESULTS", tmp_path)
+    results_doc._baseline.cache_clear()
+    samples = [  # two with a held-out pair (red triangle), one held-out layout only, one training composition
+        {"prompt": "a red triangle", "ok": False, "shape": False, "relation": None},
+        {"prompt": "a red triangle above a green square", "ok": True, "shape": True, "relation": True},
+        {"prompt": "a gray circle left of a green triangle", "ok": False, "shape": True, "relation": False},
+        {"prompt": "a green circle left of a white square", "ok": True, "shape": True, "relation": True},
+    ]
+    report = {**_report(accuracy=0.5, shape=0.75, relation=0.67), "samples": samples}
+    kinds = results_doc._kind_scores(report)
+    assert kinds == {
+        "colour-shape": {"n": 2, "shape": 0.5, "relation": 1.0, "ok": 0.5},
+        "layout": {"n": 1, "shape": 1.0, "relation": 0.0, "ok": 0.0},
+        "none": {"n": 1, "shape": 1.0, "relation": 1.0, "ok": 1.0},
+    }
+    lines = results_doc.heldout_kind_lines(report)
+    assert "| PT-DiT | layout | 1 | 1.000 | 0.000 | 0.000 |" in lines
+    assert not any("full attention" in line for line in lines)  # no baseline file here
+    results_doc._baseline.cache_clear()

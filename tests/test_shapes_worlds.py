@@ -155,6 +155,32 @@ def test_image_captions_round_trip_every_template():
     assert with_form["relation"] == "left" and with_form["objects"][0]["color"] == "red"
 
 
+def test_image_partial_captions_name_one_attribute_and_keep_the_scene():
+    full = shapes_image.make_dataset("train", length=400, seed=3)
+    part = shapes_image.make_dataset("train", length=400, seed=3, partial_captions=0.5)
+    colour_only = shape_only = complete = 0
+    for i in range(400):
+        (spec_f, cap_f), (spec_p, cap_p) = full.spec_and_caption(i), part.spec_and_caption(i)
+        assert spec_f == spec_p  # the augmentation changes captions, never scenes
+        shapes_image.parse_prompt(cap_f)  # the default captions stay full
+        for o in spec_p["objects"]:
+            named_colour, named_shape = o["color"] in cap_p, o["shape"] in cap_p
+            assert named_colour or named_shape, cap_p  # an object always keeps one of its two attributes
+        colour_only += cap_p.count(" shape")
+        shape_only += len(re.findall(r"\ba (?:(?:small|large) )?(?:circle|square|triangle)", cap_p))
+        try:
+            shapes_image.parse_prompt(cap_p)
+            complete += 1
+        except ValueError:
+            pass
+    assert colour_only > 40 and shape_only > 40  # both kinds of partial phrase occur
+    assert 100 < complete < 350  # about (1 - p) ** objects of the captions stay full
+    assert shapes_image.object_phrase(None, "triangle", "small") == "a small triangle"
+    assert shapes_image.object_phrase("red", None) == "a red shape"
+    with pytest.raises(ValueError, match="partial_captions"):
+        shapes_image.make_dataset(partial_captions=1.5)
+
+
 def test_video_captions_round_trip_every_template():
     rng = np.random.default_rng(1)
     phrases, forms = set(), set()

@@ -138,9 +138,11 @@ def normalize_prompt(prompt: str) -> str:
     return re.sub(r"\bgrey\b", "gray", text)
 
 
-def object_phrase(color: str, shape: str, size: str | None = None) -> str:
-    """'a red circle' or, with a size word, 'a small red circle'."""
-    return f"a {size + ' ' if size else ''}{color} {shape}"
+def object_phrase(color: str | None, shape: str | None, size: str | None = None) -> str:
+    """'a red circle' or, with a size word, 'a small red circle'; without a colour 'a circle', without a shape
+    'a red shape' (the partial phrases of training-only caption augmentation)."""
+    words = [size, color, shape or "shape"]
+    return "a " + " ".join(w for w in words if w)
 
 
 def object_regex(k: int, shapes: Sequence[str] = SHAPES, sized: bool = True) -> str:

@@ -100,6 +100,14 @@ def heldout_compositions(spec: dict) -> list[str]:
     return found
 
 
+def heldout_kind(spec: dict) -> str | None:
+    """Which kind of held-out composition a scene (or prompt spec) contains: "colour-shape" (a held-out pair,
+    with or without a held-out layout), "layout" (only a held-out layout) or None (a training composition)."""
+    if any((o["color"], o["shape"]) in HELDOUT_COLOR_SHAPE for o in spec["objects"]):
+        return "colour-shape"
+    return "layout" if layout_of(spec) in HELDOUT_LAYOUTS else None
+
+
 # ----------------------------------------------------------------------------------------------- scenes
 
 
@@ -183,7 +191,10 @@ def prompt_spec(spec: dict, rng: np.random.Generator | None = None) -> dict:
 
 
 def describe(pspec: dict, rng: np.random.Generator) -> str:
-    """A caption (template and paraphrase drawn from `rng`) that states exactly `pspec`."""
+    """A caption (template and paraphrase drawn from `rng`) that states exactly `pspec`.
+
+    An object whose shape or colour is None is named by the other alone ("a triangle", "a red shape"); such
+    partial captions only serve training (`partial_caption`): `parse_prompt` reads full ones."""
     phrases = [object_phrase(o["color"], o["shape"], o.get("size")) for o in pspec["objects"]]
     if pspec.get("relation") is None:
         return pick(rng, SINGLE_TEMPLATES).format(A=phrases[0])
@@ -194,6 +205,20 @@ def describe(pspec: dict, rng: np.random.Generator) -> str:
 
 def caption(spec: dict, rng: np.random.Generator) -> str:
     return describe(prompt_spec(spec, rng), rng)
+
+
+def partial_caption(spec: dict, rng: np.random.Generator, p: float) -> str:
+    """A training caption in which each object, with probability `p`, names only its shape ("a triangle") or
+    only its colour ("a red shape"), half the time each; otherwise the caption of `caption`.
+
+    The image is unchanged, so the dropped attribute is free in it: the model learns to draw a shape from the
+    shape word alone and a colour from the colour word alone (docs/results.md, compositional generalisation).
+    """
+    pspec = prompt_spec(spec, rng)
+    for o in pspec["objects"]:
+        if rng.random() < p:
+            o["shape" if rng.random() < 0.5 else "color"] = None
+    return describe(pspec, rng)
 
 
 _A, _B = object_regex(1), object_regex(2)
@@ -252,11 +277,21 @@ class ShapesImageDataset(ShapesWorldDataset):
 
     world = WORLD
 
-    def __init__(self, split: str = "train", length: int = 50_000, seed: int = 0, size: int = 32):
+    def __init__(
+        self,
+        split: str = "train",
+        length: int = 50_000,
+        seed: int = 0,
+        size: int = 32,
+        partial_captions: float = 0.0,
+    ):
         super().__init__(split, length, seed)
         if size not in (32, 64):
             raise ValueError(f"the shapes-image world renders 32x32 or 64x64 images, got size={size}")
+        if not 0.0 <= partial_captions <= 1.0:
+            raise ValueError(f"partial_captions is a probability in [0, 1], got {partial_captions}")
         self.size = size
+        self.partial_captions = float(partial_captions)
 
     def frames_hw(self) -> tuple[int, int, int]:
         return 1, self.size, self.size
@@ -268,13 +303,23 @@ class ShapesImageDataset(ShapesWorldDataset):
         return render(spec)
 
     def caption(self, spec: dict, rng: np.random.Generator) -> str:
+        if self.partial_captions > 0:
+            return partial_caption(spec, rng, self.partial_captions)
         return caption(spec, rng)
 
 
 def make_dataset(
-    split: str = "train", length: int = 50_000, seed: int = 0, size: int = 32
+    split: str = "train",
+    length: int = 50_000,
+    seed: int = 0,
+    size: int = 32,
+    partial_captions: float = 0.0,
 ) -> ShapesImageDataset:
-    return ShapesImageDataset(split=split, length=length, seed=seed, size=size)
+    """The image world; `partial_captions` (training only) is the per-object chance of a shape- or colour-only
+    phrase (`partial_caption`)."""
+    return ShapesImageDataset(
+        split=split, length=length, seed=seed, size=size, partial_captions=partial_captions
+    )
 
 
 def mismatched_prompt_spec(spec: dict, rng: np.random.Generator) -> tuple[str, dict]:
