@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 
 from ptdit.bench.timing import cpu_name
 from ptdit.evaluate import evaluate
@@ -43,6 +44,11 @@ def training_cost(run_dir: Path, step: int) -> dict:
         "step_seconds": round(sum(r["seconds"] for r in rows), 1),
         "final_loss": rows[-1]["loss"] if rows else None,
     }
+    stage = run_dir / f"step_{step:06d}" / "train_config.yaml"  # a later stage names where it started
+    if stage.is_file():
+        init = (yaml.safe_load(stage.read_text()) or {}).get("init") or {}
+        if init.get("from"):
+            cost["init"] = {"from": init["from"], "weights": init.get("weights", "ema")}
     machine = run_dir / "machine.json"  # written by scripts/gpu/train_shapes.py
     if machine.is_file():
         info = json.loads(machine.read_text())
@@ -50,6 +56,22 @@ def training_cost(run_dir: Path, step: int) -> dict:
     else:  # a CPU run, bundled on the machine that trained it
         cost["cpu"] = cpu_name()
     return cost
+
+
+def _read_training(path: Path) -> dict | None:
+    """The training record of an earlier evaluation file, if there is one."""
+    return json.loads(path.read_text()).get("training") if path.is_file() else None
+
+
+def link_stages(training: dict, previous: dict | None, model_dir: Path) -> None:
+    """When `training` is a later stage started from the model being replaced (`model_dir`) or from the run
+    behind it, keep the earlier stage's record (`previous`) under training["init"]["training"]."""
+    init = training.get("init")
+    if not (init and previous):
+        return
+    start = (ROOT / init["from"]).resolve()
+    if start in (model_dir.resolve(), (ROOT / previous["run"]).resolve()):
+        init["training"] = previous
 
 
 def export_bf16(run_dir: Path, out: Path, weights: str) -> Path:
@@ -85,6 +107,7 @@ def score(
         "weights": weights,
         **training_cost(run_dir, step),
     }
+    link_stages(report["training"], _read_training(results / f"eval_{world}.json"), model_dir)
     (results / f"eval_{world}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
