@@ -73,13 +73,13 @@ def train_split_lines(world: str, keys: list[str]) -> list[str]:
 
 def ablation_lines(world: str, report: dict, keys: list[str]) -> list[str]:
     """Runs of `world` that differ from the bundled one in one setting, next to it: each folder of
-    docs/results/ablations/ holds eval_<world>.json (+ baseline/eval_<world>.json) and about.json
+    docs/results/ablations/ holds eval_<world>.json and/or baseline/eval_<world>.json, and about.json
     ({"label", "change"})."""
-    found = [  # (folder, about, PT-DiT report, baseline report or None)
-        (f, _read_json(f / "about.json"), r, _read_json(f / "baseline" / f"eval_{world}.json"))
-        for f in sorted((RESULTS / "ablations").glob("*/"))
-        if (r := _read_json(f / f"eval_{world}.json")) is not None
-    ]
+    found = []  # (folder, about, PT-DiT report or None, baseline report or None): either model may be absent
+    for f in sorted((RESULTS / "ablations").glob("*/")):
+        ours, base = _read_json(f / f"eval_{world}.json"), _read_json(f / "baseline" / f"eval_{world}.json")
+        if ours or base:
+            found.append((f, _read_json(f / "about.json"), ours, base))
     if not found:
         return []
     rows = [("PT-DiT", "bundled", report)]

@@ -54,3 +54,24 @@ def test_heldout_kinds_split_attribute_and_layout_failures(tmp_path, monkeypatch
     assert "| PT-DiT | layout | 1 | 1.000 | 0.000 | 0.000 |" in lines
     assert not any("full attention" in line for line in lines)  # no baseline file here
     results_doc._baseline.cache_clear()
+
+
+def test_an_ablation_may_hold_only_one_of_the_two_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_doc, "RESULTS", tmp_path)
+    monkeypatch.setattr(results_doc, "ROOT", tmp_path)
+    results_doc._baseline.cache_clear()
+    for name, sub in (("captions", "baseline"), ("longer", "")):
+        folder = tmp_path / "ablations" / name
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / "about.json").write_text(json.dumps({"label": name, "change": f"{name} change"}))
+        (folder / sub / "eval_shapes-image.json").write_text(json.dumps(_report(accuracy=0.5, shape=0.5)))
+    lines = results_doc.ablation_lines(
+        "shapes-image", _report(accuracy=0.1, shape=0.2), ["accuracy", "shape"]
+    )
+    rows = [line for line in lines if line.startswith("| PT-DiT") or line.startswith("| full attention")]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| PT-DiT", "bundled"],
+        ["| PT-DiT", "longer"],
+        ["| full attention", "captions"],
+    ]
+    results_doc._baseline.cache_clear()
