@@ -71,15 +71,21 @@ def train_split_lines(world: str, keys: list[str]) -> list[str]:
     ]
 
 
+def _ablations(world: str) -> list[tuple[Path, dict, dict | None, dict | None]]:
+    """(folder, about, PT-DiT report or None, baseline report or None) of each ablation folder of `world`."""
+    found = []
+    for f in sorted((RESULTS / "ablations").glob("*/")):
+        ours, base = _read_json(f / f"eval_{world}.json"), _read_json(f / "baseline" / f"eval_{world}.json")
+        if ours or base:  # either model may be absent
+            found.append((f, _read_json(f / "about.json"), ours, base))
+    return found
+
+
 def ablation_lines(world: str, report: dict, keys: list[str]) -> list[str]:
     """Runs of `world` that differ from the bundled one in one setting, next to it: each folder of
     docs/results/ablations/ holds eval_<world>.json and/or baseline/eval_<world>.json, and about.json
     ({"label", "change"})."""
-    found = []  # (folder, about, PT-DiT report or None, baseline report or None): either model may be absent
-    for f in sorted((RESULTS / "ablations").glob("*/")):
-        ours, base = _read_json(f / f"eval_{world}.json"), _read_json(f / "baseline" / f"eval_{world}.json")
-        if ours or base:
-            found.append((f, _read_json(f / "about.json"), ours, base))
+    found = _ablations(world)
     if not found:
         return []
     rows = [("PT-DiT", "bundled", report)]
@@ -371,7 +377,11 @@ def _kind_scores(report: dict) -> dict[str, dict]:
 def heldout_kind_lines(report: dict) -> list[str]:
     """Held-out image scores split into prompts with a held-out colour-shape pair and prompts whose only
     held-out composition is a layout: compositional generalisation of attributes vs reading the relation."""
-    rows = [("PT-DiT", report)] + ([("full attention", b)] if (b := _baseline(report["world"])) else [])
+    world = report["world"]
+    rows = [("PT-DiT", "bundled", report), ("full attention", "bundled", _baseline(world))]
+    for _, about, ours, base in _ablations(world):
+        rows += [("PT-DiT", about["label"], ours), ("full attention", about["label"], base)]
+    rows = [row for row in rows if row[2] is not None and row[2].get("samples")]
     if not report.get("samples"):
         return []
     lines = [
@@ -379,13 +389,14 @@ def heldout_kind_lines(report: dict) -> list[str]:
         "colour-shape: the prompt names a held-out colour-shape pair; layout: only its shape layout is held "
         "out):",
         "",
-        "| model | held-out kind | n | shape | relation | accuracy |",
-        "|---|---|---|---|---|---|",
+        "| model | run | held-out kind | n | shape | relation | accuracy |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, rep in rows:
+    for name, run, rep in rows:
         for kind, sc in _kind_scores(rep).items():
             lines.append(
-                f"| {name} | {kind} | {sc['n']} | {_fmt(sc['shape'])} | {_fmt(sc['relation'])} | {_fmt(sc['ok'])} |"
+                f"| {name} | {run} | {kind} | {sc['n']} | {_fmt(sc['shape'])} | {_fmt(sc['relation'])} | "
+                f"{_fmt(sc['ok'])} |"
             )
     return lines + [""]
 

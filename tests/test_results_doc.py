@@ -51,7 +51,7 @@ def test_heldout_kinds_split_attribute_and_layout_failures(tmp_path, monkeypatch
         "none": {"n": 1, "shape": 1.0, "relation": 1.0, "ok": 1.0},
     }
     lines = results_doc.heldout_kind_lines(report)
-    assert "| PT-DiT | layout | 1 | 1.000 | 0.000 | 0.000 |" in lines
+    assert "| PT-DiT | bundled | layout | 1 | 1.000 | 0.000 | 0.000 |" in lines
     assert not any("full attention" in line for line in lines)  # no baseline file here
     results_doc._baseline.cache_clear()
 
