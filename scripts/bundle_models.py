@@ -143,10 +143,10 @@ def main() -> None:
     p.add_argument("--ablation", help="score into docs/results/ablations/NAME/ instead of bundling")
     args = p.parse_args()
     for task in args.tasks:
-        report = bundle(task, args.n, Path(args.runs), args.weights, args.batch_size, args.ablation)
+        report = bundle(task, args.n, Path(args.runs).resolve(), args.weights, args.batch_size, args.ablation)
         print(task, report["headline"], report["training"])
     for task in args.baselines:
-        report = baseline(task, args.n, Path(args.runs), args.weights, args.batch_size, args.ablation)
+        report = baseline(task, args.n, Path(args.runs).resolve(), args.weights, args.batch_size, args.ablation)
         print(task, "full attention", report["headline"], report["training"])
 
 
