@@ -99,6 +99,7 @@ def score(
     weights: str,
     batch_size: int = 16,
 ) -> dict:
+    previous = _read_training(results / f"eval_{world}.json")  # before evaluate() overwrites it
     report = evaluate(model_dir, world=world, n=n, out=results, batch_size=batch_size)
     report["model"] = str(model_dir.relative_to(ROOT))  # no machine-specific paths in committed results
     step = int(ckpt.name.split("_")[-1])
@@ -107,7 +108,7 @@ def score(
         "weights": weights,
         **training_cost(run_dir, step),
     }
-    link_stages(report["training"], _read_training(results / f"eval_{world}.json"), model_dir)
+    link_stages(report["training"], previous, model_dir)
     (results / f"eval_{world}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -146,7 +147,9 @@ def main() -> None:
         report = bundle(task, args.n, Path(args.runs).resolve(), args.weights, args.batch_size, args.ablation)
         print(task, report["headline"], report["training"])
     for task in args.baselines:
-        report = baseline(task, args.n, Path(args.runs).resolve(), args.weights, args.batch_size, args.ablation)
+        report = baseline(
+            task, args.n, Path(args.runs).resolve(), args.weights, args.batch_size, args.ablation
+        )
         print(task, "full attention", report["headline"], report["training"])
 
 

@@ -134,23 +134,39 @@ def summary(reports: list[dict]) -> list[str]:
         where = train["machine"]["device"] if train.get("machine") else "CPU"
         lines.append(
             f"| {world} | {headline} | {value:.3f} | {_fmt(base)} | {TARGETS.get(world, 0):.0%} | "
-            f"{where}, {train.get('steps')} steps |"
+            f"{where}, {_steps(report)} steps{' in two stages' if len(_stages(report)) > 1 else ''} |"
         )
     return lines
 
 
+def _stages(report: dict | None) -> list[dict]:
+    """The training records of a report's model, first stage first: a later stage keeps the record of the
+    model it started from under training["init"]["training"] (scripts/bundle_models.py)."""
+    stages, record = [], (report or {}).get("training") or {}
+    while record:
+        stages.insert(0, record)
+        record = (record.get("init") or {}).get("training") or {}
+    return stages
+
+
+def _nsteps(report: dict | None) -> int:
+    """Steps of all the stages of a report's model."""
+    return sum(stage.get("steps") or 0 for stage in _stages(report))
+
+
+def _seconds(report: dict | None) -> float:
+    """Step time of all the stages of a report's model."""
+    return round(sum(stage.get("step_seconds") or 0 for stage in _stages(report)), 1)
+
+
 def _steps(report: dict | None) -> str:
-    steps = (report or {}).get("training", {}).get("steps")
-    return "?" if steps is None else f"{steps:,}"
+    n = _nsteps(report)
+    return f"{n:,}" if n else "?"
 
 
 def _model_config(world: str) -> dict:
     """The bundled model's config.json (empty when the world has no bundled model)."""
     return _read_json(ROOT / "ptdit" / "assets" / "models" / world / "config.json") or {}
-
-
-def _nsteps(report: dict) -> int:
-    return report.get("training", {}).get("steps") or 0
 
 
 def _run_sentence(report: dict) -> str:
@@ -182,6 +198,14 @@ def _run_sentence(report: dict) -> str:
         how = (
             f"trained in stages (`--resume`) for the same wall-clock time as its baseline on the 2 shared cores "
             f"(baseline {base_steps} steps)"
+        )
+    stages = _stages(report)
+    if len(stages) > 1:
+        first, last = stages[0], stages[-1]
+        how = (
+            f"its first stage ({first.get('steps'):,} steps) {how}, then a second stage of {last.get('steps'):,} "
+            f"steps from the first stage's EMA weights: {_seconds(report)} s of step time in all against the "
+            f"baseline's {_seconds(_baseline(world))} s"
         )
     return f"The {world.split('-', 1)[1]} model is {where} ({recipe}) of {_steps(report)} steps, {how}."
 
@@ -222,8 +246,9 @@ def where_this_stands(reports: list[dict]) -> list[str]:
         else f"Meets its 90% target: {', '.join(met)}; below: {', '.join(below) or 'none'}."
     )
     pairs = [(r, b) for r in reports if (b := _baseline(r["world"]))]
-    fewer = [r["world"] for r, b in pairs if _nsteps(r) < _nsteps(b)]
-    more = [r["world"] for r, b in pairs if _nsteps(r) > _nsteps(b)]
+    equal = [(r, b) for r, b in pairs if len(_stages(r)) == 1]  # one stage: the same budget as the baseline
+    fewer = [r["world"] for r, b in equal if _nsteps(r) < _nsteps(b)]
+    more = [r["world"] for r, b in equal if _nsteps(r) > _nsteps(b)]
     better = [r["world"] for r, b in pairs if _headline(b) > _headline(r)]
     image = next((r for r in reports if r["world"] == "shapes-image"), None)
     image_note = _image_note(image, _train_split("shapes-image")) if image else ""
@@ -246,8 +271,9 @@ def where_this_stands(reports: list[dict]) -> list[str]:
     return [
         f"**Where this stands.** {verdict} "
         + " ".join(_run_sentence(r) for r in reports)
-        + f"{image_note} {bundled} {cost}{compare} Longer runs are the remaining work: `ptdit train CONFIG "
-        "--resume` continues any run exactly.",
+        + f"{image_note} {bundled} {cost}{compare} Longer runs are remaining work (`ptdit train CONFIG "
+        "--resume` continues any run exactly; `--init.from` starts a later stage), and for images so is "
+        "generalising to held-out compositions (the table of held-out kinds below).",
         "",
     ]
 
@@ -298,20 +324,28 @@ def section(report: dict) -> list[str]:
         for k in ("depth", "hidden_size", "num_heads", "patch_size", "window")
         if k in model_cfg
     )
+    stages = _stages(report)
+    first = stages[0] if stages else train
+    later = "".join(
+        f"; then a later stage from its EMA weights (`--init.from {(st.get('init') or {}).get('from')}`): "
+        f"{st.get('steps')} steps, {_where(st)}"
+        for st in stages[1:]
+    )
     lines += [
         "",
         f"Model: PT-DiT ({model_cfg.get('block', 'official')} block, {model_cfg.get('attention', 'proxy')} attention; "
         f"{size}), bundled at `ptdit/assets/models/{world}` (bf16 weights).",
-        f"Training: `ptdit train {cfg_file.relative_to(ROOT)}` — {train.get('steps')} steps"
+        f"Training{f' in {len(stages)} stages' if len(stages) > 1 else ''}: `ptdit train {cfg_file.relative_to(ROOT)}` — {first.get('steps')} steps"
         + (
             f" (stopped by `train.time_limit_s` = {train_cfg['time_limit_s']:.0f} s of training loop)"
-            if train_cfg.get("time_limit_s") and not train.get("machine")
+            if train_cfg.get("time_limit_s") and not first.get("machine")
             else f" (stopped early; the config asks for {train_cfg.get('steps')})"
-            if train_cfg.get("steps") != train.get("steps")
+            if train_cfg.get("steps") != first.get("steps")
             else ""
         )
-        + f" of batch {train_cfg.get('batch_size')}, {_where(train)}, final loss "
-        f"{_fmt(train.get('final_loss'))}; bundled weights: {train.get('weights', 'ema')}.",
+        + f" of batch {train_cfg.get('batch_size')}, {_where(first)}{later}"
+        + (f"; {_steps(report)} steps in all" if later else "")
+        + f", final loss {_fmt(train.get('final_loss'))}; bundled weights: {train.get('weights', 'ema')}.",
         "",
         f"![samples of {world}](results/eval_{world}.png)",
         "",
@@ -325,12 +359,17 @@ def section(report: dict) -> list[str]:
                 f"the same data and batch and the same {btrain['machine'].get('time_limit_s'):.0f} s training-loop "
                 f"budget on the same GPU: {btrain.get('steps')} steps against PT-DiT's {train.get('steps')}"
             )
-        elif btrain.get("steps") == train.get("steps"):
+        elif btrain.get("steps") == _nsteps(report):
             budget = f"the same data, steps and batch; {btrain.get('step_seconds')} s of step time"
         else:
             budget = (
-                f"the same data and batch, {btrain.get('steps')} steps against PT-DiT's {train.get('steps')}: "
-                f"{btrain.get('step_seconds')} s of step time against {train.get('step_seconds')} s"
+                f"the same data and batch, {_steps(base)} steps against PT-DiT's {_steps(report)}: "
+                f"{_seconds(base)} s of step time against {_seconds(report)} s"
+                + (
+                    f" (PT-DiT's first stage alone: {stages[0].get('step_seconds')} s)"
+                    if len(stages) > 1
+                    else ""
+                )
             )
         lines += [
             f"Full-attention baseline (`--model.attention full`, the PixArt-alpha block at the same width and depth, "
@@ -417,7 +456,8 @@ def decision_section() -> list[str]:
         "share of training draws of tau above 0.8 under the run's timestep distribution. Sources: "
         + ", ".join(f"`{p.relative_to(ROOT).with_suffix('.md')}`" for p in files)
         + ". A model under `/tmp/ptdit-<commit>` is the one bundled at that commit "
-        "(`git worktree add /tmp/ptdit-<commit> <commit>`).",
+        "(`git worktree add /tmp/ptdit-<commit> <commit>`); in a source whose name ends in a commit, "
+        "`ptdit/assets/models/...` is the model bundled at that commit.",
         "",
         "| world | model | train mass > 0.8 | criterion | "
         + " | ".join(f"tau0 {t:.2f}" for t in taus)
@@ -450,8 +490,10 @@ def relation_section() -> list[str]:
         "of B's that the caption names. At tau = 1 the input is pure noise, so only the caption can place the "
         "objects: 0.5 means the relation is ignored there. Sources: "
         + ", ".join(f"`{p.relative_to(ROOT).with_suffix('.md')}`" for p in files)
-        + ". `runs/shapes_image_full/bundled` is the full-attention baseline's export (`scripts/bundle_models.py "
-        "--baselines image`).",
+        + ". A `runs/.../bundled` model is the export of a run that is not bundled (a full-attention baseline or an "
+        "ablation: `scripts/bundle_models.py --baselines image [--ablation NAME] [--runs DIR]`); a source whose name "
+        "ends in a commit was measured on the models of that commit (`ptdit/assets/models/shapes-image` then was "
+        "the model bundled at it).",
         "",
         "| split | model | " + " | ".join(f"tau {t:.2f}" for t in taus) + " |",
         "|---|---|" + "---|" * len(taus),

@@ -75,3 +75,30 @@ def test_an_ablation_may_hold_only_one_of_the_two_models(tmp_path, monkeypatch):
         ["| full attention", "captions"],
     ]
     results_doc._baseline.cache_clear()
+
+
+def test_a_two_stage_model_counts_both_stages_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_doc, "RESULTS", tmp_path)
+    results_doc._baseline.cache_clear()
+    first = {"run": "runs/shapes_image", "steps": 100, "step_seconds": 50.0, "cpu": "cpu A"}
+    second = {"run": "runs/stage2/shapes_image", "steps": 40, "step_seconds": 20.0, "cpu": "cpu B"}
+    second["init"] = {"from": "runs/shapes_image", "weights": "ema", "training": first}
+    report = {**_report(accuracy=0.5, shape=0.5), "training": second}
+    assert [s["steps"] for s in results_doc._stages(report)] == [100, 40]
+    assert results_doc._nsteps(report) == 140 and results_doc._seconds(report) == 70.0
+    assert results_doc._steps(report) == "140" and results_doc._steps(None) == "?"
+    (tmp_path / "baseline").mkdir()
+    base = {**_report(accuracy=0.4, shape=0.4), "training": {"steps": 200, "step_seconds": 50.0}}
+    (tmp_path / "baseline" / "eval_shapes-image.json").write_text(json.dumps(base))
+    results_doc._baseline.cache_clear()
+    sentence = results_doc._run_sentence(report)
+    assert "of 140 steps, its first stage (100 steps)" in sentence
+    assert (
+        "then a second stage of 40 steps" in sentence
+        and "70.0 s of step time in all against the baseline's 50.0 s" in sentence
+    )
+    stands = " ".join(results_doc.where_this_stands([report]))
+    assert (
+        "PT-DiT takes fewer steps than full attention on none and more on none" in stands
+    )  # not an equal budget
+    results_doc._baseline.cache_clear()
