@@ -495,14 +495,14 @@ def relation_section() -> list[str]:
         "ends in a commit was measured on the models of that commit (`ptdit/assets/models/shapes-image` then was "
         "the model bundled at it).",
         "",
-        "| split | model | " + " | ".join(f"tau {t:.2f}" for t in taus) + " |",
-        "|---|---|" + "---|" * len(taus),
+        "| source | split | model | " + " | ".join(f"tau {t:.2f}" for t in taus) + " |",
+        "|---|---|---|" + "---|" * len(taus),
     ]
-    for rep in reports:
+    for path, rep in zip(files, reports):
         for m in rep["models"]:
             rates = {float(t): r for t, r in m["rates"].items()}
             cells = " | ".join(_fmt(rates.get(t)) if t in rates else "" for t in taus)
-            lines.append(f"| {rep['split']} (n = {rep['n']}) | `{m['model']}` | {cells} |")
+            lines.append(f"| {path.stem} | {rep['split']} (n = {rep['n']}) | `{m['model']}` | {cells} |")
     return lines + [""]
 
 

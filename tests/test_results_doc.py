@@ -102,3 +102,20 @@ def test_a_two_stage_model_counts_both_stages_and_says_so(tmp_path, monkeypatch)
         "PT-DiT takes fewer steps than full attention on none and more on none" in stands
     )  # not an equal budget
     results_doc._baseline.cache_clear()
+
+
+def test_relation_table_names_the_source_of_each_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_doc, "BENCH", tmp_path)
+    monkeypatch.setattr(results_doc, "ROOT", tmp_path)
+    for name, rate in (("relation_probe_image_train", 0.9), ("relation_probe_image_train_abc1234", 0.5)):
+        rep = {"split": "train", "n": 8, "models": [{"model": "ptdit/assets/models/shapes-image",
+                                                    "rates": {"1.0": rate}}]}  # fmt: skip
+        (tmp_path / f"{name}.json").write_text(json.dumps(rep))
+    lines = results_doc.relation_section()
+    assert (
+        "| relation_probe_image_train | train (n = 8) | `ptdit/assets/models/shapes-image` | 0.900 |" in lines
+    )
+    assert (
+        "| relation_probe_image_train_abc1234 | train (n = 8) | `ptdit/assets/models/shapes-image` | 0.500 |"
+        in lines
+    )
