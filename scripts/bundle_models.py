@@ -69,6 +69,10 @@ def link_stages(training: dict, previous: dict | None, model_dir: Path) -> None:
     init = training.get("init")
     if not (init and previous):
         return
+    if previous.get("run") == training.get("run"):  # the same run bundled again: keep its earlier stages
+        if (previous.get("init") or {}).get("training"):
+            init["training"] = previous["init"]["training"]
+        return
     start = (ROOT / init["from"]).resolve()
     if start in (model_dir.resolve(), (ROOT / previous["run"]).resolve()):
         init["training"] = previous

@@ -46,3 +46,13 @@ def test_a_later_stage_keeps_the_record_of_the_stage_it_started_from():
     fresh = {"steps": 40}
     bundle_models.link_stages(fresh, first, model_dir)
     assert fresh == {"steps": 40}
+    # bundling the same later stage again keeps its earlier stage once, never itself
+    second = {"run": "runs/stage2/shapes_image", "steps": 40}
+    second["init"] = {"from": "ptdit/assets/models/shapes-image", "weights": "ema", "training": first}
+    again = {
+        "run": "runs/stage2/shapes_image",
+        "steps": 40,
+        "init": {"from": "ptdit/assets/models/shapes-image"},
+    }
+    bundle_models.link_stages(again, second, model_dir)
+    assert again["init"]["training"] == first
