@@ -28,7 +28,12 @@ import yaml
 from ptdit.bench.timing import cpu_name
 from ptdit.evaluate import evaluate
 from ptdit.io import read_safetensors, save_safetensors_atomic
-from ptdit.training.checkpoint import export_model, latest_checkpoint
+from ptdit.training.checkpoint import (
+    TRAIN_CONFIG_NAME,
+    export_model,
+    latest_checkpoint,
+    step_dir_name,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "ptdit" / "assets" / "models"
@@ -44,7 +49,7 @@ def training_cost(run_dir: Path, step: int) -> dict:
         "step_seconds": round(sum(r["seconds"] for r in rows), 1),
         "final_loss": rows[-1]["loss"] if rows else None,
     }
-    stage = run_dir / f"step_{step:06d}" / "train_config.yaml"  # a later stage names where it started
+    stage = run_dir / step_dir_name(step) / TRAIN_CONFIG_NAME  # a later stage names where it started
     if stage.is_file():
         init = (yaml.safe_load(stage.read_text()) or {}).get("init") or {}
         if init.get("from"):

@@ -134,7 +134,7 @@ def summary(reports: list[dict]) -> list[str]:
         where = train["machine"]["device"] if train.get("machine") else "CPU"
         lines.append(
             f"| {world} | {headline} | {value:.3f} | {_fmt(base)} | {TARGETS.get(world, 0):.0%} | "
-            f"{where}, {_steps(report)} steps{' in two stages' if len(_stages(report)) > 1 else ''} |"
+            f"{where}, {_steps(report)} steps{_in_stages(report)} |"
         )
     return lines
 
@@ -162,6 +162,12 @@ def _seconds(report: dict | None) -> float:
 def _steps(report: dict | None) -> str:
     n = _nsteps(report)
     return f"{n:,}" if n else "?"
+
+
+def _in_stages(report: dict | None) -> str:
+    """ " in N stages" for a model trained in more than one stage, else ""."""
+    n = len(_stages(report))
+    return f" in {n} stages" if n > 1 else ""
 
 
 def _model_config(world: str) -> dict:
@@ -201,10 +207,11 @@ def _run_sentence(report: dict) -> str:
         )
     stages = _stages(report)
     if len(stages) > 1:
-        first, last = stages[0], stages[-1]
+        later = sum(stage.get("steps") or 0 for stage in stages[1:])
+        then = "a second stage" if len(stages) == 2 else f"{len(stages) - 1} later stages"
         how = (
-            f"its first stage ({first.get('steps'):,} steps) {how}, then a second stage of {last.get('steps'):,} "
-            f"steps from the first stage's EMA weights: {_seconds(report)} s of step time in all against the "
+            f"its first stage ({stages[0].get('steps'):,} steps) {how}, then {then} of {later:,} steps, each from "
+            f"the EMA weights of the stage before: {_seconds(report)} s of step time in all against the "
             f"baseline's {_seconds(_baseline(world))} s"
         )
     return f"The {world.split('-', 1)[1]} model is {where} ({recipe}) of {_steps(report)} steps, {how}."
@@ -335,7 +342,7 @@ def section(report: dict) -> list[str]:
         "",
         f"Model: PT-DiT ({model_cfg.get('block', 'official')} block, {model_cfg.get('attention', 'proxy')} attention; "
         f"{size}), bundled at `ptdit/assets/models/{world}` (bf16 weights).",
-        f"Training{f' in {len(stages)} stages' if len(stages) > 1 else ''}: `ptdit train {cfg_file.relative_to(ROOT)}` — {first.get('steps')} steps"
+        f"Training{_in_stages(report)}: `ptdit train {cfg_file.relative_to(ROOT)}` — {first.get('steps')} steps"
         + (
             f" (stopped by `train.time_limit_s` = {train_cfg['time_limit_s']:.0f} s of training loop)"
             if train_cfg.get("time_limit_s") and not first.get("machine")
@@ -357,9 +364,9 @@ def section(report: dict) -> list[str]:
         if btrain.get("machine"):
             budget = (
                 f"the same data and batch and the same {btrain['machine'].get('time_limit_s'):.0f} s training-loop "
-                f"budget on the same GPU: {btrain.get('steps')} steps against PT-DiT's {train.get('steps')}"
+                f"budget on the same GPU: {_steps(base)} steps against PT-DiT's {_steps(report)}"
             )
-        elif btrain.get("steps") == _nsteps(report):
+        elif _nsteps(base) == _nsteps(report):
             budget = f"the same data, steps and batch; {btrain.get('step_seconds')} s of step time"
         else:
             budget = (
@@ -416,13 +423,13 @@ def _kind_scores(report: dict) -> dict[str, dict]:
 def heldout_kind_lines(report: dict) -> list[str]:
     """Held-out image scores split into prompts with a held-out colour-shape pair and prompts whose only
     held-out composition is a layout: compositional generalisation of attributes vs reading the relation."""
+    if not report.get("samples"):
+        return []
     world = report["world"]
     rows = [("PT-DiT", "bundled", report), ("full attention", "bundled", _baseline(world))]
     for _, about, ours, base in _ablations(world):
         rows += [("PT-DiT", about["label"], ours), ("full attention", about["label"], base)]
     rows = [row for row in rows if row[2] is not None and row[2].get("samples")]
-    if not report.get("samples"):
-        return []
     lines = [
         "By the kind of held-out composition in the prompt (from the per-sample records of the same files; "
         "colour-shape: the prompt names a held-out colour-shape pair; layout: only its shape layout is held "
