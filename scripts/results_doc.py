@@ -303,29 +303,13 @@ def _train_config(report: dict) -> dict:
     return yaml.safe_load(cfg_file.read_text())["train"] if report.get("world") and cfg_file.is_file() else {}
 
 
-def section(report: dict) -> list[str]:
+def _training_lines(report: dict) -> list[str]:
+    """The model's size and where it is bundled, then how it was trained: each stage's steps, time and machine."""
     world = report["world"]
-    ((headline, value),) = report["headline"].items()
     train = report.get("training", {})
     model_cfg = _model_config(world)
     cfg_file = _config_file(report)
     train_cfg = _train_config(report)
-    target = TARGETS.get(world)
-    verdict = (
-        ""
-        if target is None
-        else (" — **meets**" if value >= target else " — **below**") + f" the {target:.0%} target"
-    )
-    lines = [
-        f"## {world}",
-        "",
-        f"**{headline}: {value:.3f}**{verdict} (n = {report['settings']['n']} held-out prompts, "
-        f"{report['settings']['steps']} Euler steps, CFG {report['settings']['cfg']}).",
-        "",
-        "| score | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in report["scores"].items() if not isinstance(v, dict)]
     size = ", ".join(
         f"{k} {model_cfg[k]}"
         for k in ("depth", "hidden_size", "num_heads", "patch_size", "window")
@@ -338,18 +322,18 @@ def section(report: dict) -> list[str]:
         f"{st.get('steps')} steps, {_where(st)}"
         for st in stages[1:]
     )
-    lines += [
+    if train_cfg.get("time_limit_s") and not first.get("machine"):
+        stop = f" (stopped by `train.time_limit_s` = {train_cfg['time_limit_s']:.0f} s of training loop)"
+    elif train_cfg.get("steps") != first.get("steps"):
+        stop = f" (stopped early; the config asks for {train_cfg.get('steps')})"
+    else:
+        stop = ""
+    return [
         "",
         f"Model: PT-DiT ({model_cfg.get('block', 'official')} block, {model_cfg.get('attention', 'proxy')} attention; "
         f"{size}), bundled at `ptdit/assets/models/{world}` (bf16 weights).",
         f"Training{_in_stages(report)}: `ptdit train {cfg_file.relative_to(ROOT)}` — {first.get('steps')} steps"
-        + (
-            f" (stopped by `train.time_limit_s` = {train_cfg['time_limit_s']:.0f} s of training loop)"
-            if train_cfg.get("time_limit_s") and not first.get("machine")
-            else f" (stopped early; the config asks for {train_cfg.get('steps')})"
-            if train_cfg.get("steps") != first.get("steps")
-            else ""
-        )
+        + stop
         + f" of batch {train_cfg.get('batch_size')}, {_where(first)}{later}"
         + (f"; {_steps(report)} steps in all" if later else "")
         + f", final loss {_fmt(train.get('final_loss'))}; bundled weights: {train.get('weights', 'ema')}.",
@@ -357,47 +341,71 @@ def section(report: dict) -> list[str]:
         f"![samples of {world}](results/eval_{world}.png)",
         "",
     ]
+
+
+def _baseline_lines(report: dict, keys: list[str]) -> list[str]:
+    """The full-attention baseline: its budget against PT-DiT's, both models' scores and its sample grid."""
+    world = report["world"]
     base = _baseline(world)
-    if base is not None:
-        btrain = base.get("training", {})
-        keys = [k for k, v in report["scores"].items() if not isinstance(v, dict)]
-        if btrain.get("machine"):
-            budget = (
-                f"the same data and batch and the same {btrain['machine'].get('time_limit_s'):.0f} s training-loop "
-                f"budget on the same GPU: {_steps(base)} steps against PT-DiT's {_steps(report)}"
-            )
-        elif _nsteps(base) == _nsteps(report):
-            budget = f"the same data, steps and batch; {btrain.get('step_seconds')} s of step time"
-        else:
-            budget = (
-                f"the same data and batch, {_steps(base)} steps against PT-DiT's {_steps(report)}: "
-                f"{_seconds(base)} s of step time against {_seconds(report)} s"
-                + (
-                    f" (PT-DiT's first stage alone: {stages[0].get('step_seconds')} s)"
-                    if len(stages) > 1
-                    else ""
-                )
-            )
-        lines += [
-            f"Full-attention baseline (`--model.attention full`, the PixArt-alpha block at the same width and depth, "
-            f"{budget}).",
-            "",
-            "| model | " + " | ".join(keys) + " |",
-            "|---|" + "---|" * len(keys),
-            "| PT-DiT | " + " | ".join(_fmt(report["scores"].get(k)) for k in keys) + " |",
-            "| full attention | " + " | ".join(_fmt(base["scores"].get(k)) for k in keys) + " |",
-            "",
-            f"![samples of the full-attention baseline](results/baseline/eval_{world}.png)",
-            "",
-        ]
-    else:
-        lines += [
+    if base is None:
+        return [
             "Full-attention baseline: not trained yet (`ptdit train "
             f"configs/{world.replace('-', '_')}.yaml --model.attention full --checkpoint.dir "
             f"runs/{world.replace('-', '_')}_full`).",
             "",
         ]
+    btrain = base.get("training", {})
+    stages = _stages(report)
+    if btrain.get("machine"):
+        budget = (
+            f"the same data and batch and the same {btrain['machine'].get('time_limit_s'):.0f} s training-loop "
+            f"budget on the same GPU: {_steps(base)} steps against PT-DiT's {_steps(report)}"
+        )
+    elif _nsteps(base) == _nsteps(report):
+        budget = f"the same data, steps and batch; {btrain.get('step_seconds')} s of step time"
+    else:
+        budget = (
+            f"the same data and batch, {_steps(base)} steps against PT-DiT's {_steps(report)}: "
+            f"{_seconds(base)} s of step time against {_seconds(report)} s"
+            + (f" (PT-DiT's first stage alone: {stages[0].get('step_seconds')} s)" if len(stages) > 1 else "")
+        )
+    return [
+        f"Full-attention baseline (`--model.attention full`, the PixArt-alpha block at the same width and depth, "
+        f"{budget}).",
+        "",
+        "| model | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+        "| PT-DiT | " + " | ".join(_fmt(report["scores"].get(k)) for k in keys) + " |",
+        "| full attention | " + " | ".join(_fmt(base["scores"].get(k)) for k in keys) + " |",
+        "",
+        f"![samples of the full-attention baseline](results/baseline/eval_{world}.png)",
+        "",
+    ]
+
+
+def section(report: dict) -> list[str]:
+    """One world's part of docs/results.md: headline, scores, training, baseline, ablations, splits."""
+    world = report["world"]
+    ((headline, value),) = report["headline"].items()
+    target = TARGETS.get(world)
+    verdict = (
+        ""
+        if target is None
+        else (" — **meets**" if value >= target else " — **below**") + f" the {target:.0%} target"
+    )
     keys = [k for k, v in report["scores"].items() if not isinstance(v, dict)]
+    lines = [
+        f"## {world}",
+        "",
+        f"**{headline}: {value:.3f}**{verdict} (n = {report['settings']['n']} held-out prompts, "
+        f"{report['settings']['steps']} Euler steps, CFG {report['settings']['cfg']}).",
+        "",
+        "| score | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {_fmt(report['scores'][k])} |" for k in keys]
+    lines += _training_lines(report)
+    lines += _baseline_lines(report, keys)
     lines += ablation_lines(world, report, keys)
     lines += train_split_lines(world, keys)
     if world == "shapes-image":
