@@ -34,14 +34,36 @@ from ptdit.training.checkpoint import (
     latest_checkpoint,
     step_dir_name,
 )
+from ptdit.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "ptdit" / "assets" / "models"
 RESULTS = ROOT / "docs" / "results"
+# settings that say where a run wrote, what it started from and when it stopped, not how it trained
+NOT_CHANGES = ("checkpoint.", "init.", "log.", "train.steps", "train.time_limit_s")
 
 
-def training_cost(run_dir: Path, step: int) -> dict:
-    """Steps, summed step seconds and the last loss up to `step`, from the run's JSONL log."""
+def config_changes(stage: dict, config: Path) -> dict:
+    """The settings of a run's saved train_config.yaml (`stage`) that differ from the repo's `config`, as
+    {"data.options.partial_captions": 0.3, ...}: the command-line overrides it trained with."""
+    base = yaml.safe_load(TrainConfig.from_yaml(config).to_yaml())
+    changes = {}
+
+    def walk(d: dict, b: dict, prefix: str) -> None:
+        for k, v in d.items():
+            key, was = f"{prefix}{k}", b.get(k)
+            if isinstance(v, dict):
+                walk(v, was if isinstance(was, dict) else {}, key + ".")
+            elif not key.startswith(NOT_CHANGES) and v != was:
+                changes[key] = v
+
+    walk(stage, base, "")
+    return changes
+
+
+def training_cost(run_dir: Path, step: int, config: Path | None = None) -> dict:
+    """Steps, summed step seconds and the last loss up to `step`, from the run's JSONL log; the stage it
+    started from and its overrides of `config` from the checkpoint's train_config.yaml."""
     lines = (run_dir / "train_log.jsonl").read_text().splitlines()
     rows = [r for r in (json.loads(line) for line in lines if line.strip()) if r["step"] <= step]
     cost = {
@@ -51,9 +73,13 @@ def training_cost(run_dir: Path, step: int) -> dict:
     }
     stage = run_dir / step_dir_name(step) / TRAIN_CONFIG_NAME  # a later stage names where it started
     if stage.is_file():
-        init = (yaml.safe_load(stage.read_text()) or {}).get("init") or {}
+        saved = yaml.safe_load(stage.read_text()) or {}
+        init = saved.get("init") or {}
         if init.get("from"):
             cost["init"] = {"from": init["from"], "weights": init.get("weights", "ema")}
+        changes = config_changes(saved, config) if config is not None and config.is_file() else {}
+        if changes:
+            cost["changes"] = changes
     machine = run_dir / "machine.json"  # written by scripts/gpu/train_shapes.py
     if machine.is_file():
         info = json.loads(machine.read_text())
@@ -107,6 +133,7 @@ def score(
     results: Path,
     weights: str,
     batch_size: int = 16,
+    config: Path | None = None,
 ) -> dict:
     previous = _read_training(results / f"eval_{world}.json")  # before evaluate() overwrites it
     report = evaluate(model_dir, world=world, n=n, out=results, batch_size=batch_size)
@@ -115,7 +142,7 @@ def score(
     report["training"] = {
         "run": str(run_dir.relative_to(ROOT)),
         "weights": weights,
-        **training_cost(run_dir, step),
+        **training_cost(run_dir, step, config),
     }
     link_stages(report["training"], previous, model_dir)
     (results / f"eval_{world}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -127,7 +154,12 @@ def bundle(task: str, n: int, runs: Path, weights: str, batch_size: int, ablatio
     out = run_dir / "bundled" if ablation else ASSETS / f"shapes-{task}"
     results = RESULTS / "ablations" / ablation if ablation else RESULTS
     ckpt = export_bf16(run_dir, out, weights)
-    return score(run_dir, out, ckpt, f"shapes-{task}", n, results, weights, batch_size)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, results, weights, batch_size, _config(task))
+
+
+def _config(task: str) -> Path:
+    """The repo config of a task's bundled model (a run's overrides are recorded against it)."""
+    return ROOT / "configs" / f"shapes_{task}.yaml"
 
 
 def baseline(
@@ -137,7 +169,7 @@ def baseline(
     out = run_dir / "bundled"
     results = (RESULTS / "ablations" / ablation if ablation else RESULTS) / "baseline"
     ckpt = export_bf16(run_dir, out, weights)
-    return score(run_dir, out, ckpt, f"shapes-{task}", n, results, weights, batch_size)
+    return score(run_dir, out, ckpt, f"shapes-{task}", n, results, weights, batch_size, _config(task))
 
 
 def main() -> None:

@@ -40,6 +40,14 @@ def _where(train: dict) -> str:
     return f"{train.get('step_seconds')} s of step time on {where}"
 
 
+def _flags(train: dict) -> str:
+    """A training record's overrides of its config (scripts/bundle_models.py) as command-line flags."""
+    changes = train.get("changes") or {}
+    return "".join(
+        f' --{k} "{json.dumps(v)}"' if isinstance(v, list) else f" --{k} {v}" for k, v in changes.items()
+    )
+
+
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -209,6 +217,8 @@ def _run_sentence(report: dict) -> str:
     if len(stages) > 1:
         later = sum(stage.get("steps") or 0 for stage in stages[1:])
         then = "a second stage" if len(stages) == 2 else f"{len(stages) - 1} later stages"
+        changed = [f"stage {i + 1} with `{_flags(st).strip()}`" for i, st in enumerate(stages) if _flags(st)]
+        then += f" ({'; '.join(changed)})" if changed else ""
         how = (
             f"its first stage ({stages[0].get('steps'):,} steps) {how}, then {then} of {later:,} steps, each from "
             f"the EMA weights of the stage before: {_seconds(report)} s of step time in all against the "
@@ -318,7 +328,7 @@ def _training_lines(report: dict) -> list[str]:
     stages = _stages(report)
     first = stages[0] if stages else train
     later = "".join(
-        f"; then a later stage from its EMA weights (`--init.from {(st.get('init') or {}).get('from')}`): "
+        f"; then a later stage from its EMA weights (`--init.from {(st.get('init') or {}).get('from')}{_flags(st)}`): "
         f"{st.get('steps')} steps, {_where(st)}"
         for st in stages[1:]
     )
@@ -332,7 +342,8 @@ def _training_lines(report: dict) -> list[str]:
         "",
         f"Model: PT-DiT ({model_cfg.get('block', 'official')} block, {model_cfg.get('attention', 'proxy')} attention; "
         f"{size}), bundled at `ptdit/assets/models/{world}` (bf16 weights).",
-        f"Training{_in_stages(report)}: `ptdit train {cfg_file.relative_to(ROOT)}` — {first.get('steps')} steps"
+        f"Training{_in_stages(report)}: `ptdit train {cfg_file.relative_to(ROOT)}{_flags(first)}` — "
+        f"{first.get('steps')} steps"
         + stop
         + f" of batch {train_cfg.get('batch_size')}, {_where(first)}{later}"
         + (f"; {_steps(report)} steps in all" if later else "")

@@ -56,3 +56,28 @@ def test_a_later_stage_keeps_the_record_of_the_stage_it_started_from():
     }
     bundle_models.link_stages(again, second, model_dir)
     assert again["init"]["training"] == first
+
+
+def test_a_stage_records_its_overrides_of_the_repo_config(tmp_path):
+    config = REPO / "configs" / "shapes_image.yaml"
+    run = _run(tmp_path, "ptdit/assets/models/shapes-image")
+    saved = bundle_models.TrainConfig.from_yaml(
+        config,
+        [
+            "--data.options.partial_captions=0.3",
+            "--model.window=[1, 4, 4]",
+            "--checkpoint.dir=runs/elsewhere",
+            "--train.time_limit_s=10",
+            "--init.from=ptdit/assets/models/shapes-image",
+        ],
+    )
+    (run / "step_000002" / "train_config.yaml").write_text(saved.to_yaml())
+    cost = bundle_models.training_cost(run, 2, config)
+    # where it wrote, what it started from and when it stopped are not changes of the recipe
+    assert cost["changes"] == {"data.options.partial_captions": 0.3, "model.window": [1, 4, 4]}
+    assert cost["init"]["from"] == "ptdit/assets/models/shapes-image"
+    # the repo config itself, saved as a run saves it, has no changes
+    (run / "step_000002" / "train_config.yaml").write_text(
+        bundle_models.TrainConfig.from_yaml(config).to_yaml()
+    )
+    assert "changes" not in bundle_models.training_cost(run, 2, config)

@@ -97,6 +97,14 @@ def test_a_two_stage_model_counts_both_stages_and_says_so(tmp_path, monkeypatch)
         "then a second stage of 40 steps" in sentence
         and "70.0 s of step time in all against the baseline's 50.0 s" in sentence
     )
+    third = {"run": "runs/stage3/shapes_image", "steps": 30, "step_seconds": 10.0, "cpu": "cpu B"}
+    third["changes"] = {"data.options.partial_captions": 0.3, "model.window": [1, 4, 4]}
+    third["init"] = {"from": "ptdit/assets/models/shapes-image", "weights": "ema", "training": second}
+    three = {**report, "training": third}
+    sentence = results_doc._run_sentence(three)
+    assert "then 2 later stages (stage 3 with `--data.options.partial_captions 0.3 " in sentence
+    assert '--model.window "[1, 4, 4]"`) of 70 steps' in sentence
+    assert "80.0 s of step time in all" in sentence
     stands = " ".join(results_doc.where_this_stands([report]))
     assert (
         "PT-DiT takes fewer steps than full attention on none and more on none" in stands
