@@ -285,12 +285,27 @@ def where_this_stands(reports: list[dict]) -> list[str]:
         if better
         else " PT-DiT scores as well as or better than the baseline on every world."
     )
+    longer = [r["world"] for r, b in pairs if len(_stages(r)) > 1]
+    if longer:
+        compare += (
+            f" On {', '.join(longer)} the bundled PT-DiT trained in later stages beyond the baseline's budget; its "
+            "equal-budget first stage is the ablation `first stage` of its section."
+        )
+    remaining = (
+        " Longer runs are remaining work (`ptdit train CONFIG --resume` continues any run exactly; `--init.from` "
+        "starts a later stage)"
+        + (
+            ", and for images so is generalising to held-out compositions (the table of held-out kinds below)."
+            if "shapes-image" in below
+            else "."
+        )
+        if below
+        else ""
+    )
     return [
         f"**Where this stands.** {verdict} "
         + " ".join(_run_sentence(r) for r in reports)
-        + f"{image_note} {bundled} {cost}{compare} Longer runs are remaining work (`ptdit train CONFIG "
-        "--resume` continues any run exactly; `--init.from` starts a later stage), and for images so is "
-        "generalising to held-out compositions (the table of held-out kinds below).",
+        + f"{image_note} {bundled} {cost}{compare}{remaining}",
         "",
     ]
 

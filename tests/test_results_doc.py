@@ -109,6 +109,10 @@ def test_a_two_stage_model_counts_both_stages_and_says_so(tmp_path, monkeypatch)
     assert (
         "PT-DiT takes fewer steps than full attention on none and more on none" in stands
     )  # not an equal budget
+    assert "On shapes-image the bundled PT-DiT trained in later stages beyond the baseline's budget" in stands
+    assert "for images so is generalising to held-out compositions" in stands  # 0.5 is below the target
+    met = {**report, "headline": {"accuracy": 0.95}}
+    assert "Longer runs are remaining work" not in " ".join(results_doc.where_this_stands([met]))
     results_doc._baseline.cache_clear()
 
 
