@@ -7,7 +7,9 @@ For each task: take the latest checkpoint of runs/shapes_<task> (trained by `ptd
 export its weights (`--weights`) in bf16 (to keep the three bundled models small) to ptdit/assets/models/shapes-<task>,
 then run `ptdit eval` on the bundled directory and write docs/results/eval_shapes-<task>.json + .png. `--baselines`
 also scores runs/shapes_<task>_full (the same config with `--model.attention full`, not bundled) into
-docs/results/baseline/. The training cost is read from each run's train_log.jsonl. docs/results.md is made from
+docs/results/baseline/. The training cost is read from each run's train_log.jsonl; the checkpoint's
+train_config.yaml gives the model a later stage started from (`init`, whose record is kept) and the run's overrides of
+configs/shapes_<task>.yaml (`changes`). docs/results.md is made from
 these files by scripts/results_doc.py.
 
 `--ablation NAME` bundles nothing: it scores runs/shapes_<task> (and, with --baselines, runs/shapes_<task>_full)
