@@ -61,6 +61,19 @@ def _train_split(world: str, baseline: bool = False) -> dict | None:
     return _read_json((RESULTS / "baseline" if baseline else RESULTS) / f"eval_{world}_train.json")
 
 
+def _score_table(columns: list[str], rows: list[tuple[list, dict]], keys: list[str]) -> list[str]:
+    """A markdown table of reports' scores: the leading `columns`, then one per score in `keys`; each row is
+    (its leading cells, its report)."""
+    return [
+        "| " + " | ".join(columns + keys) + " |",
+        "|" + "---|" * (len(columns) + len(keys)),
+        *(
+            "| " + " | ".join([*map(str, cells), *(_fmt(r["scores"].get(k)) for k in keys)]) + " |"
+            for cells, r in rows
+        ),
+    ]
+
+
 def train_split_lines(world: str, keys: list[str]) -> list[str]:
     """Scores on training compositions next to the held-out ones: learning vs compositional generalisation."""
     ours, base = _train_split(world), _train_split(world, baseline=True)
@@ -72,9 +85,7 @@ def train_split_lines(world: str, keys: list[str]) -> list[str]:
         f"On prompts of training compositions (`ptdit eval --split train --n {ours['settings']['n']}`, written to "
         f"`{out}/eval_{world}_train.json`) the same models score:",
         "",
-        "| model (training compositions) | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-        *(f"| {name} | " + " | ".join(_fmt(r["scores"].get(k)) for k in keys) + " |" for name, r in rows),
+        *_score_table(["model (training compositions)"], [([name], r) for name, r in rows], keys),
         "",
     ]
 
@@ -108,11 +119,8 @@ def ablation_lines(world: str, report: dict, keys: list[str]) -> list[str]:
     return [
         f"**Ablations** (the same held-out evaluation): {text}.",
         "",
-        "| model | run | steps | " + " | ".join(keys) + " |",
-        "|---|---|---|" + "---|" * len(keys),
-        *(
-            f"| {name} | {run} | {_steps(r)} | " + " | ".join(_fmt(r["scores"].get(k)) for k in keys) + " |"
-            for name, run, r in rows
+        *_score_table(
+            ["model", "run", "steps"], [([name, run, _steps(r)], r) for name, run, r in rows], keys
         ),
         "",
     ]
@@ -217,7 +225,7 @@ def _run_sentence(report: dict) -> str:
     if len(stages) > 1:
         later = sum(stage.get("steps") or 0 for stage in stages[1:])
         then = "a second stage" if len(stages) == 2 else f"{len(stages) - 1} later stages"
-        changed = [f"stage {i + 1} with `{_flags(st).strip()}`" for i, st in enumerate(stages) if _flags(st)]
+        changed = [f"stage {i + 1} with `{f.strip()}`" for i, st in enumerate(stages) if (f := _flags(st))]
         then += f" ({'; '.join(changed)})" if changed else ""
         how = (
             f"its first stage ({stages[0].get('steps'):,} steps) {how}, then {then} of {later:,} steps, each from "
@@ -399,10 +407,7 @@ def _baseline_lines(report: dict, keys: list[str]) -> list[str]:
         f"Full-attention baseline (`--model.attention full`, the PixArt-alpha block at the same width and depth, "
         f"{budget}).",
         "",
-        "| model | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-        "| PT-DiT | " + " | ".join(_fmt(report["scores"].get(k)) for k in keys) + " |",
-        "| full attention | " + " | ".join(_fmt(base["scores"].get(k)) for k in keys) + " |",
+        *_score_table(["model"], [(["PT-DiT"], report), (["full attention"], base)], keys),
         "",
         f"![samples of the full-attention baseline](results/baseline/eval_{world}.png)",
         "",
