@@ -32,11 +32,9 @@ def _where(train: dict) -> str:
             "baseline"
         )
     cpu = train.get("cpu")  # recorded by scripts/bundle_models.py on the machine that trained the run
-    where = (
-        f"the CPU ({cpu}, 2 cores shared by the runs)"
-        if cpu
-        else "2 CPU cores shared by the runs (model not recorded)"
-    )
+    threads = (train.get("changes") or {}).get("train.threads")  # a stage run alone with its own threads
+    cores = f"2 cores, {_threads({'threads': threads})}" if threads else "2 cores shared by the runs"
+    where = f"the CPU ({cpu}, {cores})" if cpu else f"{cores} (CPU model not recorded)"
     return f"{train.get('step_seconds')} s of step time on {where}"
 
 

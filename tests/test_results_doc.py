@@ -105,6 +105,9 @@ def test_a_two_stage_model_counts_both_stages_and_says_so(tmp_path, monkeypatch)
     assert "then 2 later stages (stage 3 with `--data.options.partial_captions 0.3 " in sentence
     assert '--model.window "[1, 4, 4]"`) of 70 steps' in sentence
     assert "80.0 s of step time in all" in sentence
+    assert results_doc._where(third) == "10.0 s of step time on the CPU (cpu B, 2 cores shared by the runs)"
+    third["changes"]["train.threads"] = 2  # a stage that ran alone on both cores says so
+    assert results_doc._where(third) == "10.0 s of step time on the CPU (cpu B, 2 cores, 2 threads)"
     stands = " ".join(results_doc.where_this_stands([report]))
     assert (
         "PT-DiT takes fewer steps than full attention on none and more on none" in stands

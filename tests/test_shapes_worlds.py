@@ -181,6 +181,31 @@ def test_image_partial_captions_name_one_attribute_and_keep_the_scene():
         shapes_image.make_dataset(partial_captions=1.5)
 
 
+def test_video_two_objects_sets_the_share_of_two_object_clips_and_keeps_them_valid():
+    def share(ds):
+        n = len(ds)
+        specs = [ds.spec_and_caption(i)[0] for i in range(n)]
+        return specs, sum(len(s["objects"]) == 2 for s in specs) / n
+
+    _, default = share(shapes_video.make_dataset("train", length=600, seed=5))
+    assert default < 0.15  # the default draw starts over when a pair collides: few pairs survive
+    specs, half = share(shapes_video.make_dataset("train", length=600, seed=5, two_objects=0.5))
+    assert 0.43 < half < 0.57
+    assert share(shapes_video.make_dataset("train", length=100, seed=5, two_objects=1.0))[1] == 1.0
+    assert share(shapes_video.make_dataset("train", length=100, seed=5, two_objects=0.0))[1] == 0.0
+    for spec in specs:
+        assert not shapes_video.heldout_compositions(spec)  # still the training split
+        if len(spec["objects"]) == 2:
+            a, b = spec["objects"]
+            assert (a["shape"], a["color"]) != (b["shape"], b["color"])
+            assert shapes_video._apart(a, b, 8, 3.0)
+    # the option is for training: held-out evaluation prompts never take it, and their draw is unchanged
+    heldout = shapes_video.make_dataset("heldout", length=50, seed=0)
+    assert heldout.two_objects is None
+    with pytest.raises(ValueError, match="two_objects"):
+        shapes_video.make_dataset(two_objects=1.5)
+
+
 def test_video_captions_round_trip_every_template():
     rng = np.random.default_rng(1)
     phrases, forms = set(), set()
