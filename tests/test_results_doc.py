@@ -56,6 +56,32 @@ def test_heldout_kinds_split_attribute_and_layout_failures(tmp_path, monkeypatch
     results_doc._baseline.cache_clear()
 
 
+def test_video_scores_split_by_number_of_objects(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_doc, "RESULTS", tmp_path)
+    results_doc._baseline.cache_clear()
+    samples = [
+        {"prompt": "a red circle moving up", "ok": True, "count": True, "motion": True},
+        {"prompt": "a blue square falling", "ok": False, "count": True, "motion": True},
+        {
+            "prompt": "a red circle rising and a blue square growing",
+            "ok": False,
+            "count": False,
+            "motion": False,
+        },
+    ]
+    report = {"world": "shapes-video", "headline": {"motion": 0.67}, "scores": {}, "samples": samples}
+    assert results_doc._kind_scores(report) == {
+        "one": {"n": 2, "count": 1.0, "motion": 1.0, "ok": 0.5},
+        "two": {"n": 1, "count": 0.0, "motion": 0.0, "ok": 0.0},
+    }
+    lines = results_doc.heldout_kind_lines(report)
+    assert "| model | run | objects | n | count | motion | accuracy |" in lines
+    assert "| PT-DiT | bundled | two | 1 | 0.000 | 0.000 | 0.000 |" in lines
+    multiview = {**report, "world": "shapes-multiview"}
+    assert results_doc.heldout_kind_lines(multiview) == []  # no split for this world
+    results_doc._baseline.cache_clear()
+
+
 def test_an_ablation_may_hold_only_one_of_the_two_models(tmp_path, monkeypatch):
     monkeypatch.setattr(results_doc, "RESULTS", tmp_path)
     monkeypatch.setattr(results_doc, "ROOT", tmp_path)
