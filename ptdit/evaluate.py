@@ -56,7 +56,9 @@ def evaluate_shapes(
     per_sample, criteria = [], {}
     for prompt, px in zip(prompts, pixels):
         result = judge(world, px, prompt)
-        per_sample.append({"prompt": prompt, **result.as_dict()})
+        # "judged": what the judge read (e.g. each video object's motion), JSON-safe, for later analysis
+        judged = json.loads(json.dumps(result.details, default=str))
+        per_sample.append({"prompt": prompt, **result.as_dict(), "judged": judged})
         for key, value in result.criteria.items():
             criteria.setdefault(key, []).append(value)
     scores = {"accuracy": _rate([s["ok"] for s in per_sample]), **{k: _rate(v) for k, v in criteria.items()}}

@@ -467,11 +467,29 @@ KIND_TABLES = {
         "objects",
         "By the number of objects in the prompt (from the per-sample records of the same files; the held-out "
         "prompts follow the world's default draw, in which few two-object clips survive the check that the "
-        "objects never touch):",
+        "objects never touch). `held-out combo moves`: the share of prompted objects with a held-out "
+        "colour-shape-motion combo that show their motion; `other object moves`: the same for the other "
+        "objects (from the judge's reading of each object's motion, recorded by `ptdit eval` since the fourth "
+        "video stage; – in older files):",
         _video_objects,
-        ("count", "motion", "ok"),
+        ("count", "motion", "ok", "held-out combo moves", "other object moves"),
     ),
 }
+
+
+def _object_motions(sample: dict) -> dict[str, list[bool]] | None:
+    """Whether each object of a video prompt shows its motion, split into held-out combos and the others;
+    None when the sample has no judged motions (files written before `ptdit eval` recorded them)."""
+    from ptdit.worlds.shapes_video import HELDOUT_COMBOS, parse_prompt
+
+    motions = (sample.get("judged") or {}).get("motions")
+    if motions is None:
+        return None
+    out: dict[str, list[bool]] = {"held-out combo moves": [], "other object moves": []}
+    for o, seen in zip(parse_prompt(sample["prompt"])["objects"], motions):
+        held = (o["color"], o["shape"], o["motion"]) in HELDOUT_COMBOS
+        out["held-out combo moves" if held else "other object moves"].append(seen == o["motion"])
+    return out
 
 
 def _kind_scores(report: dict) -> dict[str, dict]:
@@ -484,6 +502,10 @@ def _kind_scores(report: dict) -> dict[str, dict]:
     out = {}
     for kind, rows in sorted(groups.items()):
         rate = {k: [r[k] for r in rows if r.get(k) is not None] for k in keys}
+        if report["world"] == "shapes-video":
+            per_object = [m for m in map(_object_motions, rows) if m is not None]
+            for key in ("held-out combo moves", "other object moves"):
+                rate[key] = [v for m in per_object for v in m[key]]
         out[kind] = {"n": len(rows), **{k: (sum(v) / len(v) if v else None) for k, v in rate.items()}}
     return out
 

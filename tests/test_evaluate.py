@@ -26,6 +26,10 @@ def test_eval_writes_scores_and_grid(tmp_path, capsys, world, task, frames, wind
     assert main(["eval", "--model", str(tmp_path / "m"), "--n", "3", "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / f"eval_{world}.json").read_text())
     assert report["world"] == world and len(report["samples"]) == 3
+    if world == "shapes-video":  # what the judge read is kept per sample: each object's motion
+        for sample in report["samples"]:
+            n_objects = 2 if " and " in sample["prompt"] or " while " in sample["prompt"] else 1
+            assert len(sample["judged"]["motions"]) == n_objects
     ((key, value),) = report["headline"].items()
     assert 0.0 <= value <= 1.0 and key in report["scores"]
     assert (out / f"eval_{world}.png").is_file()

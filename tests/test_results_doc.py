@@ -56,27 +56,37 @@ def test_heldout_kinds_split_attribute_and_layout_failures(tmp_path, monkeypatch
     results_doc._baseline.cache_clear()
 
 
+MOVES = ("held-out combo moves", "other object moves")
+
+
 def test_video_scores_split_by_number_of_objects(tmp_path, monkeypatch):
     monkeypatch.setattr(results_doc, "RESULTS", tmp_path)
     results_doc._baseline.cache_clear()
-    samples = [
+    samples = [  # "magenta square moving down" and "red circle moving right" are held-out combos
         {"prompt": "a red circle moving up", "ok": True, "count": True, "motion": True},
         {"prompt": "a blue square falling", "ok": False, "count": True, "motion": True},
-        {
-            "prompt": "a red circle rising and a blue square growing",
-            "ok": False,
-            "count": False,
-            "motion": False,
-        },
-    ]
+        {"prompt": "a red circle rising and a blue square growing", "ok": False, "count": False, "motion": False},
+    ]  # fmt: skip
     report = {"world": "shapes-video", "headline": {"motion": 0.67}, "scores": {}, "samples": samples}
     assert results_doc._kind_scores(report) == {
-        "one": {"n": 2, "count": 1.0, "motion": 1.0, "ok": 0.5},
-        "two": {"n": 1, "count": 0.0, "motion": 0.0, "ok": 0.0},
-    }
+        "one": {"n": 2, "count": 1.0, "motion": 1.0, "ok": 0.5, **dict.fromkeys(MOVES)},
+        "two": {"n": 1, "count": 0.0, "motion": 0.0, "ok": 0.0, **dict.fromkeys(MOVES)},
+    }  # no judged motions recorded: the per-object columns are unknown
     lines = results_doc.heldout_kind_lines(report)
-    assert "| model | run | objects | n | count | motion | accuracy |" in lines
-    assert "| PT-DiT | bundled | two | 1 | 0.000 | 0.000 | 0.000 |" in lines
+    head = "| model | run | objects | n | count | motion | accuracy | held-out combo moves | other object moves |"
+    assert head in lines
+    assert "| PT-DiT | bundled | two | 1 | 0.000 | 0.000 | 0.000 | – | – |" in lines
+    # with the judge's readings: the held-out object took the other's motion (a swap), the other moved right
+    swap = "a gray circle growing and a magenta square moving downward"
+    samples = [
+        {"prompt": swap, "ok": False, "motion": False, "judged": {"motions": ["down", "grow"]}},
+        {"prompt": "a red circle moving right", "ok": True, "motion": True, "judged": {"motions": ["right"]}},
+        {"prompt": "a red circle moving right and a blue square growing", "ok": False, "motion": False,
+         "judged": {"motions": ["right", "still"]}},
+    ]  # fmt: skip
+    kinds = results_doc._kind_scores({**report, "samples": samples})
+    assert kinds["two"]["held-out combo moves"] == 0.5 and kinds["two"]["other object moves"] == 0.0
+    assert kinds["one"]["held-out combo moves"] == 1.0 and kinds["one"]["other object moves"] is None
     multiview = {**report, "world": "shapes-multiview"}
     assert results_doc.heldout_kind_lines(multiview) == []  # no split for this world
     results_doc._baseline.cache_clear()
