@@ -76,7 +76,7 @@ def test_video_scores_split_by_number_of_objects(tmp_path, monkeypatch):
     head = "| model | run | objects | n | count | motion | accuracy | held-out combo moves | other object moves |"
     assert head in lines
     assert "| PT-DiT | bundled | two | 1 | 0.000 | 0.000 | 0.000 | – | – |" in lines
-    # with the judge's readings: the held-out object took the other's motion (a swap), the other moved right
+    # with the judge's readings: a swap of the two motions, then a held-out combo that moves beside one that stays
     swap = "a gray circle growing and a magenta square moving downward"
     samples = [
         {"prompt": swap, "ok": False, "motion": False, "judged": {"motions": ["down", "grow"]}},

@@ -199,9 +199,26 @@ def test_video_two_objects_sets_the_share_of_two_object_clips_and_keeps_them_val
             a, b = spec["objects"]
             assert (a["shape"], a["color"]) != (b["shape"], b["color"])
             assert shapes_video._apart(a, b, 8, 3.0)
-    # the option is for training: held-out evaluation prompts never take it, and their draw is unchanged
-    heldout = shapes_video.make_dataset("heldout", length=50, seed=0)
-    assert heldout.two_objects is None
+    # the option is for training: held-out evaluation prompts never take it, and the default draw is the
+    # one the bundled models were scored with (a two-object draw starts over from the count on a collision)
+    assert shapes_video.make_dataset("heldout", length=50, seed=0).two_objects is None
+
+    def reference_draw(rng, split):
+        while True:
+            objects = [shapes_video._sample_object(rng, 32) for _ in range(1 if rng.random() < 0.4 else 2)]
+            if len(objects) == 2 and (
+                (objects[0]["shape"], objects[0]["color"]) == (objects[1]["shape"], objects[1]["color"])
+                or not shapes_video._apart(objects[0], objects[1], 8, 3.0)
+            ):
+                continue
+            spec = {"world": "shapes-video", "frames": 8, "height": 32, "width": 32, "objects": objects}
+            if bool(shapes_video.heldout_compositions(spec)) == (split == "heldout"):
+                return spec
+
+    for split in ("train", "heldout"):
+        a, b = np.random.default_rng(7), np.random.default_rng(7)
+        for _ in range(50):
+            assert shapes_video.sample_scene(a, 32, 8, split) == reference_draw(b, split)
     with pytest.raises(ValueError, match="two_objects"):
         shapes_video.make_dataset(two_objects=1.5)
 

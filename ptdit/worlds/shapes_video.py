@@ -130,7 +130,7 @@ def sample_scene(
     """A random clip of `split` (train avoids, heldout contains, a held-out colour-shape-motion combo).
 
     By default a draw picks two objects with chance 0.6 and starts over from the count when the pair collides
-    (or matches), which most pairs do: about 7% of training clips and 13% of held-out clips have two objects.
+    (or matches), which most pairs do: about 8% of training clips and 13% of held-out clips have two objects.
     `two_objects` (a probability) instead fixes the chance of a two-object clip and redraws a colliding pair
     as a pair, so that share of clips has two objects (a training option; the evaluation prompts keep the
     default).
