@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -33,7 +35,7 @@ def _where(train: dict) -> str:
         )
     cpu = train.get("cpu")  # recorded by scripts/bundle_models.py on the machine that trained the run
     threads = (train.get("changes") or {}).get("train.threads")  # a stage run alone with its own threads
-    cores = f"2 cores, {_threads({'threads': threads})}" if threads else "2 cores shared by the runs"
+    cores = f"2 cores, {_threads(threads)}" if threads else "2 cores shared by the runs"
     where = f"the CPU ({cpu}, {cores})" if cpu else f"{cores} (CPU model not recorded)"
     return f"{train.get('step_seconds')} s of step time on {where}"
 
@@ -209,7 +211,7 @@ def _run_sentence(report: dict) -> str:
     base_steps = _steps(_baseline(world))
     budget = (machine or {}).get("time_limit_s") or cfg.get("time_limit_s")
     if budget:
-        beside = "on the one GPU" if machine else f"on the 2 cores ({_threads(cfg)} each)"
+        beside = "on the one GPU" if machine else f"on the 2 cores ({_threads(cfg.get('threads'))} each)"
         how = (
             f"side by side with its baseline {beside} for the same {budget:.0f} s of training loop (baseline "
             f"{base_steps} steps)"
@@ -316,8 +318,9 @@ def where_this_stands(reports: list[dict]) -> list[str]:
     ]
 
 
-def _threads(train_cfg: dict) -> str:
-    n = train_cfg.get("threads") or 0
+def _threads(n: int | None) -> str:
+    """How many threads a run used (train.threads; 0 or unset: all)."""
+    n = n or 0
     return "all threads" if n == 0 else "one thread" if n == 1 else f"{n} threads"
 
 
@@ -453,38 +456,23 @@ def _video_objects(prompt: str) -> str:
     return ("one", "two")[len(parse_prompt(prompt)["objects"]) - 1]
 
 
-# world -> (what the table splits by, its intro, the grouping of a prompt, the criteria it shows)
-KIND_TABLES = {
-    "shapes-image": (
-        "held-out kind",
-        "By the kind of held-out composition in the prompt (from the per-sample records of the same files; "
-        "colour-shape: the prompt names a held-out colour-shape pair; layout: only its shape layout is held "
-        "out):",
-        _image_kind,
-        ("shape", "relation", "ok"),
-    ),
-    "shapes-video": (
-        "objects",
-        "By the number of objects in the prompt (from the per-sample records of the same files; the held-out "
-        "prompts follow the world's default draw, in which few two-object clips survive the check that the "
-        "objects never touch). `held-out combo moves`: the share of prompted objects with a held-out "
-        "colour-shape-motion combo that show their motion; `other object moves`: the same for the other "
-        "objects (from the judge's reading of each object's motion, recorded by `ptdit eval` since the fourth "
-        "video stage; – in older files):",
-        _video_objects,
-        ("count", "motion", "ok", "held-out combo moves", "other object moves"),
-    ),
-}
+def _two_object_share(n: int = 2000) -> str:
+    """The share of two-object clips in `n` training draws of the video world as it draws them by default."""
+    from ptdit.worlds.shapes_video import make_dataset
+
+    ds = make_dataset("train", length=n, seed=0)
+    two = sum(len(ds.spec_and_caption(i)[0]["objects"]) == 2 for i in range(n))
+    return f"{two} of {n} training draws ({two / n:.0%}) have two objects"
 
 
-def _object_motions(sample: dict) -> dict[str, list[bool]] | None:
+def _object_motions(sample: dict) -> dict[str, list[bool]]:
     """Whether each object of a video prompt shows its motion, split into held-out combos and the others;
-    None when the sample has no judged motions (files written before `ptdit eval` recorded them)."""
+    nothing when the sample has no judged motions (files written before `ptdit eval` recorded them)."""
     from ptdit.worlds.shapes_video import HELDOUT_COMBOS, parse_prompt
 
     motions = (sample.get("judged") or {}).get("motions")
     if motions is None:
-        return None
+        return {}
     out: dict[str, list[bool]] = {"held-out combo moves": [], "other object moves": []}
     for o, seen in zip(parse_prompt(sample["prompt"])["objects"], motions):
         held = (o["color"], o["shape"], o["motion"]) in HELDOUT_COMBOS
@@ -492,20 +480,62 @@ def _object_motions(sample: dict) -> dict[str, list[bool]] | None:
     return out
 
 
+class KindTable(NamedTuple):
+    """How a world's held-out samples are split into kinds, and what the table shows of each kind."""
+
+    split_by: str  # the column naming the kind
+    intro: Callable[[], str]  # the sentence above the table
+    kind_of: Callable[[str], str]  # a prompt's kind
+    keys: tuple[str, ...]  # the verdicts shown: a sample's criteria, then `per_sample`'s keys
+    per_sample: Callable[[dict], dict[str, list[bool]]] = (
+        lambda sample: {}
+    )  # more verdicts read from a sample
+
+
+KIND_TABLES = {
+    "shapes-image": KindTable(
+        "held-out kind",
+        lambda: (
+            "By the kind of held-out composition in the prompt (from the per-sample records of the same files; "
+            "colour-shape: the prompt names a held-out colour-shape pair; layout: only its shape layout is held "
+            "out):"
+        ),
+        _image_kind,
+        ("shape", "relation", "ok"),
+    ),
+    "shapes-video": KindTable(
+        "objects",
+        lambda: (
+            "By the number of objects in the prompt (from the per-sample records of the same files; the "
+            "held-out prompts follow the world's default draw, which starts over when two objects would touch: "
+            f"{_two_object_share()}). `held-out combo moves`: the share of prompted objects with a held-out "
+            "colour-shape-motion combo that show their motion; `other object moves`: the same for the other "
+            "objects (from the judge's reading of each object's motion, recorded by `ptdit eval` since the fourth "
+            "video stage; – in older files):"
+        ),
+        _video_objects,
+        ("count", "motion", "ok", "held-out combo moves", "other object moves"),
+        _object_motions,
+    ),
+}
+
+
 def _kind_scores(report: dict) -> dict[str, dict]:
     """Held-out samples grouped as KIND_TABLES says for the report's world: n and the share passing each of
-    its criteria (among the samples the criterion asks about; "ok" is the whole prompt)."""
-    _, _, kind_of, keys = KIND_TABLES[report["world"]]
+    its verdicts (among the samples the verdict asks about; "ok" is the whole prompt)."""
+    table = KIND_TABLES[report["world"]]
     groups: dict[str, list[dict]] = {}
     for s in report.get("samples", []):
-        groups.setdefault(kind_of(s["prompt"]), []).append(s)
+        groups.setdefault(table.kind_of(s["prompt"]), []).append(s)
     out = {}
     for kind, rows in sorted(groups.items()):
-        rate = {k: [r[k] for r in rows if r.get(k) is not None] for k in keys}
-        if report["world"] == "shapes-video":
-            per_object = [m for m in map(_object_motions, rows) if m is not None]
-            for key in ("held-out combo moves", "other object moves"):
-                rate[key] = [v for m in per_object for v in m[key]]
+        rate: dict[str, list[bool]] = {k: [] for k in table.keys}
+        for r in rows:
+            for k in table.keys:
+                if r.get(k) is not None:
+                    rate[k].append(r[k])
+            for k, verdicts in table.per_sample(r).items():
+                rate[k] += verdicts
         out[kind] = {"n": len(rows), **{k: (sum(v) / len(v) if v else None) for k, v in rate.items()}}
     return out
 
@@ -517,16 +547,17 @@ def heldout_kind_lines(report: dict) -> list[str]:
     world = report["world"]
     if world not in KIND_TABLES or not report.get("samples"):
         return []
-    split_by, intro, _, keys = KIND_TABLES[world]
+    table = KIND_TABLES[world]
     rows = [("PT-DiT", "bundled", report), ("full attention", "bundled", _baseline(world))]
     for _, about, ours, base in _ablations(world):
         rows += [("PT-DiT", about["label"], ours), ("full attention", about["label"], base)]
     rows = [row for row in rows if row[2] is not None and row[2].get("samples")]
+    keys = table.keys
     names = [("accuracy" if k == "ok" else k) for k in keys]
     lines = [
-        intro,
+        table.intro(),
         "",
-        f"| model | run | {split_by} | n | " + " | ".join(names) + " |",
+        f"| model | run | {table.split_by} | n | " + " | ".join(names) + " |",
         "|---|---|---|---|" + "---|" * len(keys),
     ]
     for name, run, rep in rows:

@@ -5,8 +5,8 @@ linearly from its first to its last frame: a translation covers 0.35 of the imag
 to 0.42 of the side (about its fixed box centre), shrinking the reverse. Translating objects are small, medium
 or large (0.22, 0.31, 0.40 of the side, as in the image world). Two objects differ in colour or shape and keep
 a gap of at least 3 px (at 32x32) in every frame. A clip has two objects with chance 0.6 before that gap is
-checked, and a colliding pair makes the draw start over from the count, so only about 8% of training clips
-(13% of held-out ones) have two objects; the training option `two_objects` sets that share (`sample_scene`).
+checked, and a colliding pair makes the draw start over from the count, so few clips have two objects
+(docs/results.md measures the share); the training option `two_objects` sets that share (`sample_scene`).
 
 Held-out colour-shape-motion combos (never in split="train"; every split="heldout" item has at least one),
 HELDOUT_COMBOS: red circle moving right, blue triangle moving up, green square growing, yellow circle moving
@@ -120,6 +120,14 @@ def _apart(a: dict, b: dict, frames: int, gap: float) -> bool:
     return True
 
 
+def _fits(objects: list[dict], frames: int, size: int) -> bool:
+    """One object, or two that differ in colour or shape and keep a 3 px gap (at 32x32) in every frame."""
+    if len(objects) == 1:
+        return True
+    a, b = objects
+    return (a["shape"], a["color"]) != (b["shape"], b["color"]) and _apart(a, b, frames, 3 * size / 32)
+
+
 def sample_scene(
     rng: np.random.Generator,
     size: int = 32,
@@ -129,10 +137,10 @@ def sample_scene(
 ) -> dict:
     """A random clip of `split` (train avoids, heldout contains, a held-out colour-shape-motion combo).
 
-    By default a draw picks two objects with chance 0.6 and starts over from the count when the pair collides
-    (or matches), which most pairs do: about 8% of training clips and 13% of held-out clips have two objects.
-    `two_objects` (a probability) instead fixes the chance of a two-object clip and redraws a colliding pair
-    as a pair, so that share of clips has two objects (a training option; the evaluation prompts keep the
+    By default a draw picks two objects with chance 0.6 and starts over from the count when the pair does not
+    fit, which most pairs do not: few clips have two objects (docs/results.md measures the share).
+    `two_objects` (a probability) instead fixes the chance of a two-object clip and redraws an unfit pair as
+    a pair, so that share of clips has two objects (a training option; the evaluation prompts keep the
     default).
     """
     while True:
@@ -140,15 +148,10 @@ def sample_scene(
             n = 1 if rng.random() < 0.4 else 2
         else:
             n = 2 if rng.random() < two_objects else 1
-        while True:
+        objects = [_sample_object(rng, size) for _ in range(n)]
+        while two_objects is not None and not _fits(objects, frames, size):
             objects = [_sample_object(rng, size) for _ in range(n)]
-            ok = n == 1 or (
-                (objects[0]["shape"], objects[0]["color"]) != (objects[1]["shape"], objects[1]["color"])
-                and _apart(objects[0], objects[1], frames, 3 * size / 32)
-            )
-            if ok or two_objects is None:
-                break
-        if not ok:
+        if not _fits(objects, frames, size):
             continue
         spec = {"world": WORLD, "frames": frames, "height": size, "width": size, "objects": objects}
         if bool(heldout_compositions(spec)) == (split == "heldout"):
