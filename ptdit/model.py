@@ -255,13 +255,6 @@ class PTDiT(nn.Module):
         x = x.permute(0, 6, 1, 2, 4, 3, 5)  # (B, C, F, h, p, w, p)
         return x.reshape(x.shape[0], C, F_, h * p, w * p)
 
-    @classmethod
-    def from_official(cls, path: str | Path, num_heads: int | None = None, window=None, dtype=None) -> PTDiT:
-        """Load the released Qihoo-T2I checkpoint (.pt / .safetensors) strictly; see `ptdit.official`."""
-        from .official import from_official
-
-        return from_official(path, num_heads=num_heads, window=window, dtype=dtype)
-
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` (atomically) into `directory`."""

@@ -28,6 +28,7 @@ from torch import Tensor
 from .config import PTDiTConfig
 from .io import load_state_dict_strict, read_safetensors
 from .model import PTDiT
+from .pipeline_config import PipelineDefaults
 
 RELEASED_HEAD_DIM = 72  # 16 heads x 72 = 1152 in the release
 RELEASED_WINDOW = (1, 8, 8)  # compress_ratios [1, 8, 8]
@@ -321,11 +322,9 @@ def convert_official_checkpoint(
     return model
 
 
-def released_pipeline():
+def released_pipeline() -> PipelineDefaults:
     """How the release samples (official-layout.md 2.10, 4): 1024^2, 30 Euler steps on the shifted rflow schedule,
     CFG 4.0 with the empty negative prompt, T5 at 200 tokens. The T5 and VAE folders are the user's."""
-    from .pipeline import PipelineDefaults
-
     return PipelineDefaults(
         task="image", text_encoder=None, text_max_length=200, autoencoder=None, height=1024, width=1024,
         frames=1, steps=30, cfg=4.0, sampler="euler", shift=None,
