@@ -30,6 +30,11 @@ class BlockContext:
     shift_inv: Tensor | None = None  # (N,) its inverse
     shift_mask: Tensor | None = None  # (nW, 1, n, n) bool or additive float; None = no cross-region pairs
     backend: str = "sdpa"  # attention backend
+    # padding (config.pad and a size the window does not divide); all None without padding
+    proxy_weights: Tensor | None = None  # (nW, n, 1): each window's mean over its valid tokens
+    proxy_mask: Tensor | None = None  # (1, nW) bool: proxies of windows with a valid token (as keys)
+    window_mask: Tensor | None = None  # (nW, 1, n, n) bool: valid queries attend to valid keys only
+    token_mask: Tensor | None = None  # (1, N) bool, window-major: valid tokens (as keys of full attention)
 
 
 def _zero_linear(dim: int) -> nn.Linear:
@@ -38,19 +43,28 @@ def _zero_linear(dim: int) -> nn.Linear:
     return layer
 
 
+def _zero_output(attn: Attention) -> Attention:
+    attn.to_out.zero_init = True
+    return attn
+
+
 def _chunks(table: Tensor, t6: Tensor, rows: int) -> list[Tensor]:
     """(rows, D) learned table + (B, rows, D) timestep vectors -> `rows` tensors (B, 1, 1, D), per sample."""
     return list((table[None] + t6[:, :rows])[:, :, None, None].unbind(1))
 
 
 class PTBlock(nn.Module):
-    """One PT-DiT block: GIIM, TCM, text cross-attention, MLP (official-layout.md 1.5).
+    """One PT-DiT block: GIIM, TCM, text cross-attention, MLP (docs/release.md §4.1).
 
     block="official": proxy self-attention -> tokens attend to proxies -> zero linear; window attention;
     shifted-window attention (own 3-row table) -> zero linear; text cross-attention (no norm); MLP.
     block="lean": as official, but only one local attention per block (window attention in even blocks,
     shifted-window attention in odd blocks, Swin's alternation), a zero linear only after the shifted branch
-    and none after the token->proxy cross-attention: 16.5 D^2 MACs per token in linear layers.
+    and none after the token->proxy cross-attention (whose own output projection starts at zero instead):
+    16.5 D^2 MACs per token in linear layers.
+
+    With padding (`BlockContext.proxy_weights` etc.), padded tokens stay out of the proxy means and no valid
+    query attends to a padded key (window, shifted-window, proxy and full attention alike).
     """
 
     def __init__(self, config: PTDiTConfig, index: int) -> None:
@@ -69,7 +83,14 @@ class PTBlock(nn.Module):
                 n = config.window[0] * config.window[1] * config.window[2]
                 self.inject_weight = nn.Parameter(torch.ones(n, D))  # per in-window position and channel
                 self.inject_bias = nn.Parameter(torch.zeros(n, D))
-            self.visual_out = None if self.lean else _zero_linear(D)
+            # the injected proxies enter through a zero-initialised layer: the release's D x D linear, or in the
+            # lean block (no extra linear) the cross-attention's own output projection or per-position weights;
+            # interpolation has no layer of its own, so the lean block keeps the linear for it
+            self.visual_out = _zero_linear(D) if not self.lean or config.injection == "interpolate" else None
+            if self.lean and config.injection == "cross_attention":
+                self.visual_attn.to_out.zero_init = True
+            if self.lean and config.injection == "linear":
+                self.zero_init_params = ("inject_weight",)
         if self.lean:
             # one local attention: shifted in odd blocks (or always, if plain windows are ablated)
             self.shifted = config.use_shift_window and (index % 2 == 1 or not config.use_window_attention)
@@ -82,7 +103,7 @@ class PTBlock(nn.Module):
                 self.shift_scale_shift_table = nn.Parameter(torch.zeros(3, D))
                 self.shift_window_attn = Attention(D, heads)
                 self.shift_out = _zero_linear(D)
-        self.text_attn = Attention(D, heads)
+        self.text_attn = _zero_output(Attention(D, heads))  # PixArt: the cross-attention output starts at 0
         self.mlp = MLP(D, config.mlp_hidden)
 
     @property
@@ -93,12 +114,12 @@ class PTBlock(nn.Module):
     def giim(self, x: Tensor, ctx: BlockContext) -> Tensor:
         """Global information from the proxies: (B, nW, n, D) -> (B, nW, n, D), before the output linear."""
         B, nW, n, D = x.shape
-        p = proxy_pool(x, self.config.proxy)  # (B, nW, D): one proxy per window
-        p = p + self.proxy_attn(layer_norm(p, self.eps), backend=ctx.backend)  # proxy self-attention
+        p = proxy_pool(x, self.config.proxy, weights=ctx.proxy_weights)  # (B, nW, D): one proxy per window
+        p = p + self.proxy_attn(layer_norm(p, self.eps), mask=ctx.proxy_mask, backend=ctx.backend)
         kv = layer_norm(p, self.eps)
         if self.config.injection == "cross_attention":  # every token attends to all proxies
             q = layer_norm(x, self.eps).reshape(B, nW * n, D)
-            return self.visual_attn(q, kv, backend=ctx.backend).view(B, nW, n, D)
+            return self.visual_attn(q, kv, mask=ctx.proxy_mask, backend=ctx.backend).view(B, nW, n, D)
         if self.config.injection == "interpolate":  # trilinear upsampling of the proxy grid to the token grid
             grid_w = tuple(g // w for g, w in zip(ctx.grid, ctx.window))
             p_grid = kv.transpose(1, 2).reshape(B, D, *grid_w)  # (B, D, F/pf, h/ph, w/pw)
@@ -135,11 +156,11 @@ class PTBlock(nn.Module):
                 if self.shifted:
                     x = x + self.shift_out(gate_msa * self.shifted_window_attention(h, self.local_attn, ctx))
                 else:
-                    x = x + gate_msa * self.local_attn(h, backend=ctx.backend)
+                    x = x + gate_msa * self.local_attn(h, mask=ctx.window_mask, backend=ctx.backend)
         else:  # TCM: window attention, then shifted-window attention
             if self.window_attn is not None:
                 h = modulate(layer_norm(x, self.eps), shift_msa, scale_msa)
-                x = x + gate_msa * self.window_attn(h, backend=ctx.backend)
+                x = x + gate_msa * self.window_attn(h, mask=ctx.window_mask, backend=ctx.backend)
             if self.config.use_shift_window:
                 shift_sw, scale_sw, gate_sw = _chunks(self.shift_scale_shift_table, t6, 3)
                 h = modulate(
@@ -165,7 +186,7 @@ class FullBlock(nn.Module):
         self.eps = config.norm_eps
         self.scale_shift_table = nn.Parameter(torch.zeros(6, D))
         self.attn = Attention(D, heads)
-        self.text_attn = Attention(D, heads)
+        self.text_attn = _zero_output(Attention(D, heads))
         self.mlp = MLP(D, config.mlp_hidden)
 
     def forward(self, x: Tensor, t6: Tensor, y: Tensor, ctx: BlockContext) -> Tensor:
@@ -174,7 +195,7 @@ class FullBlock(nn.Module):
             self.scale_shift_table, t6, 6
         )
         h = modulate(layer_norm(x, self.eps), shift_msa, scale_msa).reshape(B, nW * n, D)
-        x = x + gate_msa * self.attn(h, backend=ctx.backend).view_as(x)
+        x = x + gate_msa * self.attn(h, mask=ctx.token_mask, backend=ctx.backend).view_as(x)
         x = x + self.text_attn(x.reshape(B, nW * n, D), y, mask=ctx.text_mask, backend=ctx.backend).view_as(x)
         return x + gate_mlp * self.mlp(modulate(layer_norm(x, self.eps), shift_mlp, scale_mlp))
 

@@ -26,7 +26,9 @@ NUMERICS = ("default", "release")
 class PTDiTConfig:
     """Hyper-parameters of a PT-DiT (or of its full-attention baseline).
 
-    Sizes follow the paper's Table 4; defaults are the released Qihoo-T2I-1B (PT-DiT-XL) model.
+    Sizes follow the paper's Table 4; the default sizes are the released Qihoo-T2I-1B (PT-DiT-XL). A new model
+    predicts `in_channels` outputs (DiT/PixArt); the release's 8-output layout is the `PT-DiT-XL` preset's and the
+    converter's (`out_channels=8`).
     """
 
     depth: int = 28  # number of blocks
@@ -36,7 +38,7 @@ class PTDiTConfig:
     num_heads: int = 16  # attention heads in every attention of a block
     patch_size: int = 2  # p: 2-D patches per frame (no temporal patching, as released)
     in_channels: int = 4  # latent channels
-    out_channels: int = 8  # 8 as released: the second half is PixArt's unused learned-sigma part
+    out_channels: int | None = None  # None = in_channels (DiT/PixArt); the release has 8 (learned-sigma half)
     caption_channels: int = 4096  # width of the text encoder states (4096 T5-XXL, 384 MiniLM)
     window: Window = (1, 8, 8)  # (p_f, p_h, p_w): the compression ratio = TCM window = one proxy per window
     proxy: str = "mean"  # how a window yields its proxy: "mean" (paper v2), "random" (paper v1), "topleft"
@@ -58,6 +60,8 @@ class PTDiTConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", tuple(int(v) for v in self.window))
+        if self.out_channels is None:
+            object.__setattr__(self, "out_channels", self.in_channels)
         _check(
             len(self.window) == 3 and all(v >= 1 for v in self.window),
             f"window must be three positive ints (p_f, p_h, p_w), got {self.window}",
@@ -163,7 +167,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "PT-DiT-S": dict(depth=10, hidden_size=288, num_heads=6),
     "PT-DiT-B": dict(depth=12, hidden_size=640, num_heads=10),
     "PT-DiT-L": dict(depth=28, hidden_size=864, num_heads=12),
-    "PT-DiT-XL": dict(depth=28, hidden_size=1152, num_heads=16),
+    "PT-DiT-XL": dict(depth=28, hidden_size=1152, num_heads=16, out_channels=8),  # the released layout
     "PT-DiT-H": dict(depth=30, hidden_size=1440, num_heads=20),
 }
 

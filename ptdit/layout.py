@@ -49,14 +49,20 @@ def window_merge(x: Tensor, grid: Grid, window: Window) -> Tensor:
     return x.reshape(B, F, H, W, D)
 
 
-def proxy_pool(x: Tensor, mode: str = "mean", generator: torch.Generator | None = None) -> Tensor:
+def proxy_pool(
+    x: Tensor,
+    mode: str = "mean",
+    generator: torch.Generator | None = None,
+    weights: Tensor | None = None,
+) -> Tensor:
     """One proxy token per window: (B, nW, n, D) -> (B, nW, D).
 
-    "mean": the window average (paper v2, release); "topleft": the window's first token;
+    "mean": the window average (paper v2, release), or with `weights` (nW, n, 1) the weighted sum (padding:
+    the mean of the valid tokens, `proxy_weights`); "topleft": the window's first token;
     "random": one token drawn per window (paper v1; the same draw for every sample of the batch).
     """
     if mode == "mean":
-        return x.mean(dim=2)
+        return x.mean(dim=2) if weights is None else (x * weights.to(x.dtype)).sum(dim=2)
     if mode == "topleft":
         return x[:, :, 0]
     if mode == "random":
@@ -158,3 +164,54 @@ def shift_permutation(
     gather; `[:, inverse]` undoes it.
     """
     return _shift_perm(tuple(grid), tuple(window), tuple(shift), str(torch.device(device)))
+
+
+# --------------------------------------------------------------------------------------------- padding
+@functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
+def _valid_tokens(grid: Grid, valid: Grid, window: Window, device: str) -> Tensor:
+    keep = torch.zeros(grid, dtype=torch.bool)
+    keep[: valid[0], : valid[1], : valid[2]] = True
+    return window_partition(keep.view(1, *grid, 1), window)[0, :, :, 0].to(device)  # (nW, n)
+
+
+def valid_tokens(grid: Grid, valid: Grid, window: Window, device: torch.device | str = "cpu") -> Tensor:
+    """bool (nW, n), window-major: True for the tokens of the padded `grid` that lie inside the `valid` grid.
+
+    Padding sits at the end of every axis (the model pads latents on the right), so a window's first token is
+    valid whenever any of its tokens is.
+    """
+    return _valid_tokens(tuple(grid), tuple(valid), tuple(window), str(torch.device(device)))
+
+
+def key_padding_mask(valid: Tensor) -> Tensor:
+    """bool (..., n, n) from a (..., n) validity mask: a valid query may attend only to valid keys; a padded
+    query may attend to every key (its output is cropped; this keeps its softmax finite)."""
+    return valid[..., None, :] | ~valid[..., :, None]
+
+
+def proxy_weights(valid: Tensor) -> Tensor:
+    """(nW, n) validity -> (nW, n, 1) float weights that average each window over its valid tokens only
+    (all zero for a window with none)."""
+    w = valid.float()
+    return (w / w.sum(1, keepdim=True).clamp(min=1))[..., None]
+
+
+@functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
+def _shift_pad_mask(grid: Grid, valid: Grid, window: Window, shift: Window, device: str) -> Tensor:
+    keep = _valid_tokens(grid, valid, window, "cpu").flatten()
+    perm, _ = _shift_perm(grid, window, shift, "cpu")
+    allowed = key_padding_mask(keep[perm].view(num_windows(grid, window), -1))  # (nW, n, n), shifted order
+    regions = _shift_mask(grid, window, shift, "cpu")
+    if regions is not None:
+        allowed = allowed & regions
+    return allowed[:, None].to(device)
+
+
+def shift_pad_mask(
+    grid: Grid, valid: Grid, window: Window, shift: Window, device: torch.device | str = "cpu"
+) -> Tensor:
+    """bool (nW, 1, n, n) of the allowed pairs in shifted windows of a padded grid: the same region as in
+    `shift_window_mask` and, for a valid query, a valid key (`key_padding_mask`)."""
+    return _shift_pad_mask(tuple(grid), tuple(valid), tuple(window), tuple(shift), str(torch.device(device)))

@@ -16,10 +16,14 @@ from .blocks import BlockContext, make_block
 from .config import PTDiTConfig
 from .layers import CaptionProjection, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_3d
 from .layout import (
+    key_padding_mask,
+    proxy_weights,
+    shift_pad_mask,
     shift_permutation,
     shift_size,
     shift_window_bias,
     shift_window_mask,
+    valid_tokens,
     window_merge,
     window_partition,
 )
@@ -57,6 +61,7 @@ class PTDiT(nn.Module):
         self.y_embedder = CaptionProjection(config.caption_channels, D)
         self.blocks = nn.ModuleList([make_block(config, i) for i in range(config.depth)])
         self.final_layer = FinalLayer(D, config.patch_size, config.out_channels, config.norm_eps)
+        self.final_layer.linear.zero_init = True  # DiT: a new model outputs zero
         self.gradient_checkpointing = False
         self.attention_backend = "sdpa"
         self.initialize_weights()
@@ -83,12 +88,14 @@ class PTDiT(nn.Module):
         for name, p in self.named_parameters():  # adaLN tables randn / sqrt(D), as released
             if name.endswith("scale_shift_table"):
                 p.copy_(torch.randn_like(p) / D**0.5)
-        for (
-            m
-        ) in self.modules():  # the zero-initialised linears of the release (after GIIM and shifted windows)
+        # zero-initialised layers: the release's linears after GIIM and the shifted windows, and as in DiT and
+        # PixArt the final layer and the text cross-attention output, so that a new model outputs zero
+        for m in self.modules():
             if getattr(m, "zero_init", False):
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)
+            for name in getattr(m, "zero_init_params", ()):
+                nn.init.zeros_(getattr(m, name))
 
     def enable_gradient_checkpointing(self, enabled: bool = True) -> PTDiT:
         self.gradient_checkpointing = enabled
@@ -171,12 +178,31 @@ class PTDiT(nn.Module):
         text_mask: Tensor | None,
         device: torch.device,
         attn_dtype: torch.dtype = torch.float32,
+        valid: tuple[int, int, int] | None = None,
     ) -> BlockContext:
+        """The per-call tensors of every block, from the token grid alone (cached by shape in `layout`).
+
+        valid: the token grid of the input before padding (None or equal to `grid`: no padding).
+        """
         window = self.config.window
         ctx = BlockContext(grid=grid, window=window, text_mask=text_mask, backend=self.attention_backend)
+        padded = valid is not None and tuple(valid) != tuple(grid)
+        if padded:
+            keep = valid_tokens(grid, valid, window, device)  # (nW, n)
+            ctx.proxy_weights = proxy_weights(keep)
+            ctx.proxy_mask = keep[:, 0][None]  # a window's first token is valid iff any of its tokens is
+            ctx.window_mask = key_padding_mask(keep)[:, None]
+            ctx.token_mask = keep.flatten()[None]
         if any(getattr(b, "needs_shift", False) for b in self.blocks):
             shift = shift_size(window)
-            if any(shift):
+            if any(shift) and padded:
+                ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
+                allowed = shift_pad_mask(grid, valid, window, shift, device)  # (nW, 1, n, n) bool
+                if self.config.numerics == "release":
+                    ctx.shift_mask = (~allowed).to(self.x_embedder.proj.weight.dtype) * RELEASE_MASK_VALUE
+                else:
+                    ctx.shift_mask = allowed
+            elif any(shift):
                 ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
                 if self.config.numerics == "release":
                     mask = shift_window_mask(grid, window, shift, device)
@@ -230,8 +256,9 @@ class PTDiT(nn.Module):
         y = self.y_embedder(y_in)  # (B, L, D)
         # the dtype q, k, v will have: autocast's, else the weights'; masks are built in it once per forward
         attn_dtype = _autocast_dtype(x.device.type) or dtype
+        valid = (F_, -(-H // p), -(-W // p))  # tokens that hold some of the unpadded input
         ctx = self._context(
-            grid, self._text_mask(encoder_attention_mask, y, attn_dtype), x.device, attn_dtype
+            grid, self._text_mask(encoder_attention_mask, y, attn_dtype), x.device, attn_dtype, valid
         )
 
         for block in self.blocks:

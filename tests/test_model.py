@@ -50,7 +50,7 @@ def test_output_shapes(block, F, H, W, window):
     model = PTDiT(tiny(block, window=window))
     x, t, y = inputs(F=F, H=H, W=W)
     out = model(x, t, y)
-    assert out.shape == (2, 8, F, H, W)
+    assert out.shape == (2, 4, F, H, W)  # out_channels defaults to in_channels
     assert torch.isfinite(out).all()
 
 
@@ -58,7 +58,7 @@ def test_four_dim_image_input_and_scalar_timestep():
     model = PTDiT(tiny())
     x, t, y = inputs()
     out4 = model(x[:, :, 0], 500.0, y)
-    assert out4.shape == (2, 8, 16, 16)
+    assert out4.shape == (2, 4, 16, 16)
     assert torch.allclose(out4, model(x, torch.full((2,), 500.0), y)[:, :, 0])
 
 
@@ -83,7 +83,7 @@ def test_variants_run_and_train(overrides):
     x, t, y = inputs()
     out = model(x, t, y)
     out.square().mean().backward()
-    assert out.shape == (2, 8, 1, 16, 16)
+    assert out.shape == (2, 4, 1, 16, 16)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
@@ -126,9 +126,9 @@ def test_bad_size_names_nearest_valid_sizes_and_pad_crops():
     padded = PTDiT(tiny(window=(1, 2, 2), pad=True))
     padded.load_state_dict(model.state_dict())
     out = padded(x, t, y)
-    assert out.shape == (2, 8, 1, 18, 16)
+    assert out.shape == (2, 4, 1, 18, 16)
     video = PTDiT(tiny(window=(4, 2, 2), pad=True))
-    assert video(*inputs(F=5, H=8, W=8)).shape == (2, 8, 5, 8, 8)
+    assert video(*inputs(F=5, H=8, W=8)).shape == (2, 4, 5, 8, 8)
     with pytest.raises(ValueError, match="channels"):
         model(torch.randn(1, 3, 1, 16, 16), t[:1], y[:1])
     with pytest.raises(ValueError, match="encoder_hidden_states"):
@@ -326,6 +326,10 @@ def _changed_windows(model, window):
 )
 def test_at_init_a_token_only_reaches_its_own_window(cfg):
     model = PTDiT(cfg).eval()
+    assert not _changed_windows(model, cfg.window).any()  # a new model outputs zero
+    with torch.no_grad():  # give the final layer and the text outputs (zero as in DiT/PixArt) random values
+        for m in [model.final_layer.linear, *(b.text_attn.to_out for b in model.blocks)]:
+            m.weight.normal_(std=0.2)
     changed = _changed_windows(model, cfg.window)
     assert changed[0, 0] and changed.sum() == 1
     changed = _changed_windows(randomise_zero_linears(model), cfg.window)
@@ -392,7 +396,7 @@ def test_load_errors_are_clear(tmp_path):
 def test_xl_preset_parameter_count_matches_release():
     with torch.device("meta"):
         model = PTDiT(PTDiTConfig.from_preset("PT-DiT-XL"))
-    assert model.num_parameters() == 1_131_629_216  # the released Qihoo-T2I-1B (official-layout.md 1.2)
+    assert model.num_parameters() == 1_131_629_216  # the released Qihoo-T2I-1B (docs/release.md §3.4)
 
 
 def test_shape_caches_built_in_inference_mode_serve_training():

@@ -152,7 +152,7 @@ def count_ptdit(
                     led.attention("blocks.visual_attn", N, M, D, pairs=N * M)
                 elif cfg.injection == "linear":
                     led.add("blocks", Cost(params=2 * n * D))  # inject_weight, inject_bias
-                if not lean:
+                if not lean or cfg.injection == "interpolate":
                     led.add("blocks.visual_out", linear_cost(N, D, D))
             if lean:
                 shifted = cfg.use_shift_window and (index % 2 == 1 or not cfg.use_window_attention)

@@ -152,7 +152,7 @@ SECTION_TYPES: dict[str, type] = {
     "init": InitSection,
 }
 # The model section holds `preset` plus any PTDiTConfig field; in_channels / caption_channels / out_channels
-# may be "auto" (latent channels of the autoencoder, the text encoder's dim, 2 * in_channels).
+# may be "auto" (latent channels of the autoencoder, the text encoder's dim, in_channels).
 MODEL_EXTRA = ("preset",)
 MODEL_AUTO = ("in_channels", "caption_channels", "out_channels")
 
@@ -239,7 +239,7 @@ class TrainConfig:
             if fields.get(key, AUTO) == AUTO:
                 fields[key] = value
         if fields.get("out_channels", AUTO) == AUTO:
-            fields["out_channels"] = 2 * int(fields["in_channels"])  # learned-sigma layout of the release
+            fields["out_channels"] = int(fields["in_channels"])  # DiT/PixArt: predict the latent channels
         if preset:
             return PTDiTConfig.from_preset(preset, **fields)
         return PTDiTConfig(**fields)
