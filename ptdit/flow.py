@@ -1,4 +1,4 @@
-"""Rectified flow as released (official-layout.md 2.10): the forward process, the training target, the
+"""Rectified flow as released (docs/release.md §5): the forward process, the training target, the
 training-time timestep distribution and the resolution-dependent timestep shift.
 
 Convention: tau = t / 1000 in [0, 1]; x_t = (1 - tau) * x0 + tau * eps (tau = 1 is pure noise);

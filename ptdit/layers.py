@@ -47,7 +47,7 @@ def sincos_pos_embed_3d(grid: tuple[int, int, int], dim: int, device: torch.devi
 
     Channels [0, D/4) encode the frame index, [D/4, 5D/8) the column (w) index, [5D/8, D) the row (h) index;
     positions are raw integer grid indices. Built from (h, w) explicitly: non-square grids are not scrambled
-    (the released helper swaps H and W, official-layout.md 2.4).
+    (the released helper swaps H and W, docs/release.md §4.5 and §8).
     """
     if dim % 16:
         raise ValueError(f"3-D sin-cos positions need a width divisible by 16, got {dim}")

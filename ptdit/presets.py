@@ -2,7 +2,7 @@
 
 Counts are exact (the models are built on the meta device). The released block has 30 D^2 + 36 D parameters per
 block; only PT-DiT-XL lands on the paper's number (1142 M vs 1131.6 M, -0.9%): the paper's smaller variants were
-evidently not this structure (paper-facts.md 2), and its S model is class-conditional (ImageNet), where ours
+evidently not this structure (docs/paper.md §3), and its S model is class-conditional (ImageNet), where ours
 carries a text projection.
 """
 

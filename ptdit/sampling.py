@@ -3,7 +3,7 @@
 Convention (ptdit.flow): tau = t / 1000, x_tau = (1 - tau) x0 + tau eps, and the model predicts v = x0 - eps from
 model(x_tau, t, emb, mask); only its first `config.in_channels` output channels are v.
 
-* `rflow_timesteps` + `sample_euler`: the release (official-layout.md 2.10): t_i = (1 - i/N) * 1000 shifted by the
+* `rflow_timesteps` + `sample_euler`: the release (docs/release.md §5.2-5.3): t_i = (1 - i/N) * 1000 shifted by the
   resolution ratio, x <- x + v * (t_i - t_{i+1}) / 1000 with t_N = 0, CFG batch [cond; uncond].
 * `make_scheduler("flow-euler" | "flow-dpm")` + `sample_diffusers`: diffusers' FlowMatchEulerDiscreteScheduler and
   DPMSolverMultistepScheduler (flow sigmas). They expect the model output dx/dsigma = eps - x0 = -v.

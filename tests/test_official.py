@@ -1,7 +1,7 @@
 """Official checkpoint conversion (ptdit.official) and parity with the released math.
 
-Nothing here needs the released files: `official_shapes` writes down every key of official-layout.md 1.2 with its
-shape formula, and `reference_forward` is an independent forward written from sections 1.3-1.5 and 2 that works
+Nothing here needs the released files: `official_shapes` writes down every key of docs/release.md §3.2-3.3 with its
+shape formula, and `reference_forward` is an independent forward written from its §4 that works
 on the official names (window-major (B*P, N, C) rows, roll + additive -10000 masks, official tiling / PE
 options). The converted PTDiT must give the same output.
 """
@@ -37,7 +37,7 @@ ATTNS = ("proxy_attn1", "attn1", "pvisual_attn2", "attn2", "attn3")
 HEADS = 4  # the tiny width 64 is not a multiple of the released head size 72: heads passed explicitly
 
 
-# --------------------------------------------------------------------------------------------- 1.2, by formula
+# ------------------------------------------------------------------------------------------- §3.2-3.3, by formula
 def official_shapes(
     depth: int = 28,
     width: int = 1152,
@@ -48,7 +48,7 @@ def official_shapes(
     mlp: int | None = None,
     pe_tokens: int = 256,
 ) -> dict[str, tuple[int, ...]]:
-    """Every key of official-layout.md 1.2 (released defaults), in the official registration order."""
+    """Every key of docs/release.md §3.2-3.3 (released defaults), in the official registration order."""
     D, mlp = width, 4 * width if mlp is None else mlp
     s: dict[str, tuple[int, ...]] = {"scale_shift_table": (2, D)}
     s["pos_embed.proj.weight"], s["pos_embed.proj.bias"] = (D, in_ch, patch, patch), (D,)
@@ -93,7 +93,7 @@ def synthetic_state(
 
 # --------------------------------------------------------------------------------------------- reference forward
 def _sincos(dim: int, pos: np.ndarray) -> np.ndarray:
-    """[sin(pos w_k) x dim/2, cos(pos w_k) x dim/2], w_k = 10000^(-k/(dim/2)), float64 (2.4)."""
+    """[sin(pos w_k) x dim/2, cos(pos w_k) x dim/2], w_k = 10000^(-k/(dim/2)), float64 (§4.5)."""
     k = np.arange(dim // 2, dtype=np.float64)
     ang = pos.astype(np.float64)[:, None] * (10000.0 ** (-k / (dim / 2)))[None]
     return np.concatenate([np.sin(ang), np.cos(ang)], axis=1)
@@ -111,7 +111,7 @@ def reference_pe(hg: int, wg: int, dim: int, bug_pe: bool = False) -> Tensor:
 
 @functools.lru_cache(maxsize=8)
 def window_index(hg: int, wg: int, k: int = 8) -> Tensor:
-    """(P, k*k): row-major token index of token y*k+x of window wh*(wg/k)+ww (2.5)."""
+    """(P, k*k): row-major token index of token y*k+x of window wh*(wg/k)+ww (§4.6)."""
     idx = torch.empty(hg // k * (wg // k), k * k, dtype=torch.long)
     for wh in range(hg // k):
         for ww in range(wg // k):
@@ -131,12 +131,12 @@ def reference_forward(
     bug_tiling: bool = False,
     bug_pe: bool = False,
 ) -> Tensor:
-    """Official PTDiTDiffuser forward for images, from official-layout.md 1.3-1.5 and 2 (window 8x8, shift 4).
+    """Official PTDiTDiffuser forward for images, from docs/release.md §4 (window 8x8, shift 4).
 
     x (B, C, 1, H, W); t (B,); y (B, L, caption); mask (B, L) 0/1 -> (B, out, 1, H, W) fp32.
     """
     dt = sd["pos_embed.proj.weight"].dtype
-    x, t, y = x.to(dt), t.to(dt), y.to(dt)  # 2.1: everything (the timestep too) to the weights' dtype
+    x, t, y = x.to(dt), t.to(dt), y.to(dt)  # §4.2: everything (the timestep too) to the weights' dtype
     B, C, F_, H, W = x.shape
     D, _, p, _ = sd["pos_embed.proj.weight"].shape
     k, s = 8, 4
@@ -161,7 +161,7 @@ def reference_forward(
     def rows(v: Tensor) -> Tensor:  # (B, 1, D) per sample -> (B*P, 1, D) per window row
         return v.repeat(P, 1, 1) if bug_tiling else v.repeat_interleave(P, dim=0)
 
-    # patch embedding + PE (2.4): conv in the weights' dtype, add the fp32 PE in fp32, back
+    # patch embedding + PE (§4.5): conv in the weights' dtype, add the fp32 PE in fp32, back
     h = F.conv2d(
         x.permute(0, 2, 1, 3, 4).reshape(B * F_, C, H, W),
         sd["pos_embed.proj.weight"],
@@ -181,7 +181,7 @@ def reference_forward(
     def to_windows(g: Tensor) -> Tensor:
         return g.reshape(B, hg * wg, D)[:, widx.flatten()].reshape(B * P, N, D)
 
-    # adaLN-single (2.2)
+    # adaLN-single (§4.3)
     freqs = torch.exp(-math.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
     ang = t.float()[:, None] * freqs[None]
     tf = torch.cat([torch.cos(ang), torch.sin(ang)], 1).to(dt)
@@ -189,11 +189,11 @@ def reference_forward(
     emb_t = lin(f"{te}.linear_2", F.silu(lin(f"{te}.linear_1", tf)))  # (B, D) embedded_timestep
     t6 = lin("adaln_single.linear", F.silu(emb_t)).view(B, 6, D)
 
-    # caption (2.8) and text mask (2.6)
+    # caption (§4.9) and text mask (§4.7)
     yc = lin("caption_projection.linear_2", F.gelu(lin("caption_projection.linear_1", y), approximate="tanh"))
     text_bias = ((1 - mask.to(dt)) * -10000.0)[:, None, :]  # (B, 1, L)
 
-    # Swin region mask on the rolled grid (2.7)
+    # Swin region mask on the rolled grid (§4.8)
     img = torch.zeros(hg, wg)
     cnt = 0
     for hs in (slice(0, -k), slice(-k, -s), slice(-s, None)):
@@ -232,7 +232,7 @@ def reference_forward(
         m = ln(h) * (1 + sc_mlp) + sh_mlp
         h = h + g_mlp * lin(b + "ff.net.2", F.gelu(lin(b + "ff.net.0.proj", m), approximate="tanh"))
 
-    # final layer (2.9)
+    # final layer (§4.10)
     shift, scale = (sd["scale_shift_table"][None] + emb_t[:, None]).chunk(2, dim=1)
     out = lin("proj_out", ln(h).reshape(B, P * N, D) * (1 + scale) + shift)  # (B, P*N, p*p*c)
     c = out.shape[-1] // (p * p)
@@ -383,7 +383,7 @@ def test_release_numerics_round_the_timestep_to_the_weights_dtype(tiny):
     x, _, y, mask = inputs(h=16, w=16)  # one 8x8 window: enough to see the timestep
     x, y = x.bfloat16(), y.bfloat16()
     with torch.no_grad():
-        a = model(x, torch.tensor([983.05, 983.05]), y, mask)  # bf16(983.05) = 984 (official-layout.md 2.10)
+        a = model(x, torch.tensor([983.05, 983.05]), y, mask)  # bf16(983.05) = 984 (docs/release.md §4.2)
         b = model(x, torch.tensor([984.0, 984.0]), y, mask)
         c = model(x, torch.tensor([980.0, 980.0]), y, mask)
     assert torch.equal(a, b) and not torch.equal(a, c)

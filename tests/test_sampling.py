@@ -25,7 +25,7 @@ from ptdit.sampling import (
 # diffusers' DPM scheduler trips a numpy-2 deprecation inside set_timesteps; not ours
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-# official-layout.md section 2.10: the released fp32 timesteps, 30 steps at 1024^2
+# docs/release.md §5.2: the released fp32 timesteps, 30 steps at 1024^2
 RELEASE_TABLE = [
     1000.0, 983.051, 965.517, 947.368, 928.571, 909.091, 888.889, 867.925, 846.154, 823.529,
     800.0, 775.510, 750.0, 723.404, 695.652, 666.667, 636.364, 604.651, 571.429, 536.585,

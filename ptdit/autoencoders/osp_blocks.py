@@ -1,6 +1,6 @@
 """Building blocks of the Open-Sora-Plan v1.2 CausalVAE: causal 3-D convs, resnets, resamplers, attention.
 
-Written from docs/official-layout.md section 3 (no code taken from Open-Sora-Plan or MindSpeed-MM). Module and
+Written from docs/release.md §7 (no code taken from Open-Sora-Plan or MindSpeed-MM). Module and
 attribute names follow the released checkpoint, so `state_dict()` keys match it exactly.
 
 Every tensor here is a video (B, C, T, H, W). "2-D" modules (`FrameConv2d`, `ResnetBlock2D`, `Downsample`) run

@@ -1,8 +1,8 @@
-"""Open-Sora-Plan v1.2 CausalVAE as configured in the Qihoo-T2X release (docs/official-layout.md section 3).
+"""Open-Sora-Plan v1.2 CausalVAE as configured in the Qihoo-T2X release (docs/release.md §7).
 
 Pixels (B, 3, T, H, W) in [-1, 1] <-> latents (B, 4, 1 + (T - 1) / 4, H / 8, W / 8), scaled by 0.18215.
 Large inputs are encoded / decoded in overlapping spatial tiles blended with linear ramps and, for long videos,
-in temporal chunks that share one frame (section 3.4). Loads the released `checkpoint.ckpt` strictly.
+in temporal chunks that share one frame (docs/release.md §7.5). Loads the released `checkpoint.ckpt` strictly.
 
 Deviations from the released code: inputs that fit in one tile are processed untiled (the release raises
 UnboundLocalError there), and a tile grid is used only when the input is larger than one tile.
@@ -43,7 +43,7 @@ WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
 class OSPCausalVAEConfig:
     """Hyper-parameters of the CausalVAE; field names are those of the released config.json.
 
-    Defaults are the configuration used by Qihoo-T2X (section 3.1): 239,189,991 parameters.
+    Defaults are the configuration used by Qihoo-T2X (docs/release.md §7.1): 239,189,991 parameters.
     """
 
     hidden_size: int = 128  # base channels

@@ -75,7 +75,7 @@ def default_window(height: int, width: int, latent_frames: int, patch: int = 2) 
 
     Images keep 8 x 8 windows per side; video takes p_f = 4 when the latent frames divide by 4, else 1; when a
     side's token count does not divide by the ratio, both sides take their largest divisor <= 16
-    (49x480x720 -> (1, 15, 15), as in bench-protocol C.7).
+    (49x480x720 -> (1, 15, 15), as in docs/paper.md §8.3).
     """
     pf, ph, pw = ratio_for_size(height, width, latent_frames)
     h, w = height // (VAE_FACTOR * patch), width // (VAE_FACTOR * patch)

@@ -264,7 +264,7 @@ def build(case: Case, device: torch.device | str, dtype: torch.dtype) -> Built:
     if "fuse" in flags:
         fast.fuse_qkv(built.module)
     if "auto-windows" in flags and device.type == "cuda":
-        # masked SDPA falls back to a slower kernel on a GPU (bench-protocol C.3); on a CPU the mask is nearly
+        # masked SDPA falls back to a slower kernel on a GPU (docs/paper.md §8.2); on a CPU the mask is nearly
         # free and "split" only adds work (benchmarks/results/cpu_fastpaths.md), so +fast keeps "sdpa" there
         flags = flags | {"split"}
     if "split" in flags or "flex" in flags:

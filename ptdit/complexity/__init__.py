@@ -4,7 +4,7 @@ Every count is per module and per sample (batch 1, one forward pass; classifier-
 conventions that are always shown side by side:
 
 * ``linear``: MACs of the weight layers only, i.e. every nn.Linear and the patch-embedding convolution (a linear
-  map of each patch). This is what the paper plots for PixArt-alpha, CogVideoX and PT-DiT (paper-facts 5.5).
+  map of each patch). This is what the paper plots for PixArt-alpha, CogVideoX and PT-DiT (docs/paper.md §5.5).
 * ``total``: ``linear`` plus the attention matmuls QK^T and AV (2 * Lq * Lk * D MACs per attention), DiT's
   fvcore convention.
 

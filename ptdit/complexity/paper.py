@@ -5,7 +5,7 @@ from __future__ import annotations
 from .costs import VIDEO_SIZES
 
 # =============================================================================================== paper values
-# Reported numbers (paper-facts.md 5.1-5.4; bench-protocol C.4): GMACs that the paper labels "GFLOPs".
+# Reported numbers (docs/paper.md §5.1-5.4 and §8.1): GMACs that the paper labels "GFLOPs".
 # (model, size, latent frames) -> (value, convention). DiT's are its own fvcore numbers (total convention).
 PAPER_GMACS: dict[tuple[str, int, int], tuple[float, str]] = {
     ("DiT-XL/2", 256, 1): (118.6, "total"),
@@ -26,7 +26,7 @@ PAPER_GMACS: dict[tuple[str, int, int], tuple[float, str]] = {
     **{("PT-DiT-XL-lean", s, 48): (v, "linear") for s, v in zip(VIDEO_SIZES, (7701.7, 30264.2, 120514.0))},
     ("PT-DiT-B-lean", 1024, 1): (334.2, "linear"),
 }
-# Not required anchors, shown for context: series assignment inferred in paper-facts 5.3 / 5.4.
+# Not required anchors, shown for context: series assignment inferred in docs/paper.md §5.3 / §5.4.
 PAPER_EXTRA: dict[tuple[str, int, int], tuple[float, str]] = {
     ("PT-DiT-B-lean", 512, 1): (86.1, "linear"),
     ("PT-DiT-H-lean", 1024, 48): (201764.7, "linear"),
