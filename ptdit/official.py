@@ -1,6 +1,6 @@
 """Load the released Qihoo-T2I-1B checkpoint (the official `PTDiTDiffuser` state dict) into a `PTDiT`.
 
-The official names and shapes are in ../shared/docs/official-layout.md section 1.2 (1,416 keys: 1,415 parameters
+The official names and shapes are in docs/release.md §3 (1,416 keys: 1,415 parameters
 and the optional, ignored `pos_embed.pos_embed` buffer). A converted model uses `numerics="release"`: additive
 -10000 masks for the text and the shifted windows, and the timestep rounded to the weights' dtype before the
 sinusoid, as released. The two released bugs (per-sample timestep tiling, H/W-scrambled positions) stay fixed;
@@ -28,6 +28,7 @@ from torch import Tensor
 from .config import PTDiTConfig
 from .io import load_state_dict_strict, read_safetensors
 from .model import PTDiT
+from .options import add_list_option
 from .pipeline_config import PipelineDefaults
 
 RELEASED_HEAD_DIM = 72  # 16 heads x 72 = 1152 in the release
@@ -323,7 +324,7 @@ def convert_official_checkpoint(
 
 
 def released_pipeline() -> PipelineDefaults:
-    """How the release samples (official-layout.md 2.10, 4): 1024^2, 30 Euler steps on the shifted rflow schedule,
+    """How the release samples (docs/release.md §5, §6): 1024^2, 30 Euler steps on the shifted rflow schedule,
     CFG 4.0 with the empty negative prompt, T5 at 200 tokens. The T5 and VAE folders are the user's."""
     return PipelineDefaults(
         task="image", text_encoder=None, text_max_length=200, autoencoder=None, height=1024, width=1024,
@@ -393,13 +394,13 @@ def cli_main(argv: list[str]) -> int:
         default=None,
         help=f"attention heads (default: width / {RELEASED_HEAD_DIM}, the released head size)",
     )
-    parser.add_argument(
+    add_list_option(
+        parser,
         "--window",
         type=int,
-        nargs=3,
-        metavar=("F", "H", "W"),
-        default=None,
-        help="window / compression ratio in tokens (default: the released 1 8 8)",
+        length=3,
+        metavar="P",
+        help="window / compression ratio F H W in tokens (default: the released 1 8 8)",
     )
     parser.add_argument(
         "--dtype",

@@ -46,6 +46,7 @@ def test_default_windows_divide_the_token_grid():
 
 def test_parse_sizes():
     assert parse_sizes("256, 512x768,49x480x720") == [(1, 256, 256), (1, 512, 768), (49, 480, 720)]
+    assert parse_sizes(["256", "512x768", "49x480x720"]) == parse_sizes("256,512x768,49x480x720")
     with pytest.raises(ValueError, match="FxHxW"):
         parse_sizes("big")
 
@@ -109,6 +110,20 @@ def test_cli_json_rows(tmp_path, capsys, tiny_preset):
     assert len(rows) == 1 and all(rows[0][k] is not None for k in REQUIRED if k not in ("train_ms",))
     assert rows[0]["dtype"] == "float32" and rows[0]["batch"] == 2
     assert "PT-DiT-T-lean" in capsys.readouterr().out
+
+
+def test_cli_list_options_take_spaces_or_commas():
+    from ptdit.bench.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["--models", "PT-DiT-S", "PixArt-alpha-S,DiT-XL/2", "--sizes", "256", "49x480x720"]
+    )
+    assert args.models == ["PT-DiT-S", "PixArt-alpha-S", "DiT-XL/2"]
+    assert parse_sizes(args.sizes) == [(1, 256, 256), (49, 480, 720)]
+    assert build_parser().parse_args(["--models", "PT-DiT-S,PixArt-alpha-S"]).models == [
+        "PT-DiT-S",
+        "PixArt-alpha-S",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -78,3 +78,56 @@ def test_no_import_cycles_among_ptdit_modules():
     """Dependencies point one way: a module never imports, even inside a function, one that imports it back."""
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# --------------------------------------------------------------------------------------------- list options
+NOT_SPLIT = {"--set"}  # FIELD=VALUE items whose values may hold commas (window=1,8,8): a plain nargs="+" list
+
+
+def test_list_options_of_every_command_take_one_form():
+    """Every list option of a ptdit command goes through ptdit.options.add_list_option (`--models A B`, a comma
+    inside a value separating too): no command-specific nargs lists, comma strings or repeated flags."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument"):
+                continue
+            flags = [
+                a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("-")
+            ]
+            kw = {k.arg: k.value for k in node.keywords}
+            nargs = getattr(kw.get("nargs"), "value", None)
+            listy = (
+                nargs in ("+", "*")
+                or isinstance(nargs, int)
+                or getattr(kw.get("action"), "value", None) == "append"
+            )
+            if flags and listy and not set(flags) & NOT_SPLIT:
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {flags[0]}")
+            help_text = getattr(kw.get("help"), "value", "") or ""
+            if flags and "comma-separated" in str(help_text):
+                offenders.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {flags[0]} (comma-separated)"
+                )
+    assert not offenders, "list options outside add_list_option: " + ", ".join(offenders)
+
+
+def test_add_list_option_reads_spaces_and_commas_alike():
+    import argparse
+
+    import pytest
+
+    from ptdit.options import add_list_option
+
+    p = argparse.ArgumentParser()
+    add_list_option(p, "--models")
+    add_list_option(p, "--window", type=int, length=3)
+    add_list_option(p, "--world", choices=["a", "b"])
+    assert p.parse_args(["--models", "A", "B", "C"]).models == ["A", "B", "C"]
+    assert p.parse_args(["--models", "A,B", "C"]).models == ["A", "B", "C"]
+    assert p.parse_args(["--window", "1", "8", "8"]).window == [1, 8, 8]
+    assert p.parse_args(["--window", "1,8,8"]).window == [1, 8, 8]
+    assert p.parse_args(["--world", "b,a"]).world == ["b", "a"]
+    for bad in (["--window", "1", "8"], ["--window", "1", "x", "8"], ["--models", ","], ["--world", "a,c"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(bad)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..options import add_list_option
 from .cases import Case, parse_model
 from .measure import measure_case
 from .report import _fmt, write_outputs
@@ -34,10 +35,13 @@ DESCRIPTION = (
 )
 
 
-def parse_sizes(text: str) -> list[tuple[int, int, int]]:
-    """'256,512x768,49x480x720' -> [(1, 256, 256), (1, 512, 768), (49, 480, 720)] (frames, height, width)."""
+def parse_sizes(items: str | Sequence[str]) -> list[tuple[int, int, int]]:
+    """['256', '512x768', '49x480x720'] (or one comma-separated string) -> [(1, 256, 256), (1, 512, 768),
+    (49, 480, 720)] (frames, height, width)."""
+    if isinstance(items, str):
+        items = items.split(",")
     out = []
-    for item in filter(None, (s.strip() for s in text.split(","))):
+    for item in filter(None, (s.strip() for s in items)):
         try:
             parts = [int(p) for p in item.lower().split("x")]
         except ValueError:
@@ -55,9 +59,12 @@ def parse_sizes(text: str) -> list[tuple[int, int, int]]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ptdit bench", description=DESCRIPTION)
-    p.add_argument("--models", help=f"comma-separated model names (default: {','.join(DEFAULT_MODELS)})")
-    p.add_argument(
-        "--sizes", help="comma-separated sizes: S, HxW or FxHxW (pixels; default 256..4096 images + 2 videos)"
+    add_list_option(p, "--models", metavar="NAME", help=f"model names (default: {' '.join(DEFAULT_MODELS)})")
+    add_list_option(
+        p,
+        "--sizes",
+        metavar="SIZE",
+        help="sizes S, HxW or FxHxW in pixels (default 256..4096 images + 2 videos)",
     )
     p.add_argument(
         "--quick", action="store_true", help="small presets on CPU (PT-DiT-S/B, full attention, PixArt-S)"
@@ -122,7 +129,7 @@ def cli_main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     set_cpu_timer(args.cpu_timer)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu"))
-    models = args.models.split(",") if args.models else None
+    models = args.models
     sizes = parse_sizes(args.sizes) if args.sizes else None
     for m in models or ():
         parse_model(m)  # fail early on a bad name

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import PTDiTConfig
+from ..options import add_list_option
 from .costs import IMAGE_SIZES, VIDEO_FRAMES, VIDEO_SIZES
 from .figure import plot
 from .measurement import measure_model, reference_count
@@ -33,7 +34,7 @@ def _parse_window(text: str) -> tuple[int, int, int]:
     except ValueError:
         window = ()
     if len(window) != 3 or min(window) < 1:
-        raise ValueError(f"--window {text!r} must be three positive ints p_f,p_h,p_w (e.g. 1,8,8)")
+        raise ValueError(f"window {text!r} must be three positive ints p_f p_h p_w (e.g. 1 8 8)")
     return window  # type: ignore[return-value]
 
 
@@ -69,23 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Analytic MACs (the paper's 'GFLOPs') and parameters of PT-DiT and its peers, per sample, in "
         "the linear (weights only) and total (+ attention matmuls) conventions.",
     )
-    ap.add_argument(
-        "--models", nargs="+", metavar="NAME", help=f"models (default: all): {', '.join(MODEL_NAMES)}"
-    )
-    ap.add_argument(
+    add_list_option(ap, "--models", metavar="NAME", help=f"models (default: all): {', '.join(MODEL_NAMES)}")
+    add_list_option(
+        ap,
         "--sizes",
-        nargs="+",
         metavar="N|HxW",
         help=f"pixel sizes (default: images {IMAGE_SIZES}, video {VIDEO_SIZES})",
     )
-    ap.add_argument(
+    add_list_option(
+        ap,
         "--frames",
-        nargs="+",
         type=int,
         metavar="F",
         help=f"latent frames, 1 = image (default: 1 and {VIDEO_FRAMES}); image-only models skip F > 1",
     )
-    ap.add_argument("--window", help="PT-DiT window p_f,p_h,p_w (default: ratio_for_size, 64 windows)")
+    add_list_option(
+        ap,
+        "--window",
+        type=int,
+        length=3,
+        metavar="P",
+        help="PT-DiT window p_f p_h p_w, e.g. 1 8 8 (default: ratio_for_size, 64 windows)",
+    )
     ap.add_argument("--text-len", type=int, help="text tokens (default: 120; CogVideoX 226)")
     ap.add_argument(
         "--set",
@@ -138,7 +144,7 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, int, int]]:
 
 def cli_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    window = _parse_window(args.window) if args.window else None
+    window = _parse_window(",".join(map(str, args.window))) if args.window else None
     overrides = _parse_overrides(args.set)
     if args.text_len is not None and args.text_len < 1:
         raise ValueError(f"--text-len must be >= 1, got {args.text_len}")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..options import add_list_option
 from . import shapes_image, shapes_multiview, shapes_video
 from .judges_multiview import read_views
 from .judges_segment import Detected, as_frames, detect_objects
@@ -333,9 +334,7 @@ def eval_prompts(world: str, n: int, seed: int = 0, split: str = "heldout") -> l
 
 def cli_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ptdit.worlds.judges", description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--world", choices=sorted(WORLDS), action="append", help="world(s) to validate (default: all)"
-    )
+    add_list_option(ap, "--world", choices=sorted(WORLDS), help="world(s) to validate (default: all)")
     ap.add_argument("--n", type=int, default=500, help="items per condition")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
