@@ -164,12 +164,18 @@ def evaluate(
         "device": str(pipe.model_device),
         "samples": per_sample,
     }
-    out = Path(out) if out is not None else Path("outputs")
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"eval_{world}" if split == "heldout" else f"eval_{world}_{split}"
-    sample_grid(pixels, out / f"{stem}.png")
-    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    json_path, png_path = output_paths(out, world, split)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    sample_grid(pixels, png_path)
+    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     return report
+
+
+def output_paths(out: str | Path | None, world: str, split: str = "heldout") -> tuple[Path, Path]:
+    """The report and sample-grid files `evaluate` writes: out/eval_<world>[_train].json and .png."""
+    out = Path(out) if out is not None else Path("outputs")
+    stem = f"eval_{world}" if split == "heldout" else f"eval_{world}_{split}"
+    return out / f"{stem}.json", out / f"{stem}.png"
 
 
 def format_scores(report: dict[str, Any]) -> str:
@@ -215,4 +221,6 @@ def cli_main(argv: list[str]) -> int:
         progress=not args.quiet, split=args.split,
     )  # fmt: skip
     print(format_scores(report))
+    json_path, png_path = output_paths(args.out, report["world"], args.split)
+    print(f"wrote {json_path} and {png_path}")
     return 0

@@ -96,7 +96,8 @@ def cli_main(argv: list[str]) -> int:
             f"trained {result.step} steps in {result.seconds:.1f} s, last loss {result.loss:.4f}"
             + (" (stopped by train.time_limit_s)" if result.step < cfg.train.steps else "")
             + "; "
-            f"checkpoint {result.checkpoint}" + (f"; model {result.model_dir}" if result.model_dir else "")
+            f"wrote {result.run_dir} (log, loss plot); checkpoint {result.checkpoint}"
+            + (f"; model {result.model_dir}" if result.model_dir else "")
         )
     return 0
 

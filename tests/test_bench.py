@@ -109,7 +109,8 @@ def test_cli_json_rows(tmp_path, capsys, tiny_preset):
     rows = json.loads(out.read_text())
     assert len(rows) == 1 and all(rows[0][k] is not None for k in REQUIRED if k not in ("train_ms",))
     assert rows[0]["dtype"] == "float32" and rows[0]["batch"] == 2
-    assert "PT-DiT-T-lean" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "PT-DiT-T-lean" in printed and f"wrote {out}" in printed
 
 
 def test_cli_list_options_take_spaces_or_commas():

@@ -33,7 +33,10 @@ def test_eval_writes_scores_and_grid(tmp_path, capsys, world, task, frames, wind
     ((key, value),) = report["headline"].items()
     assert 0.0 <= value <= 1.0 and key in report["scores"]
     assert (out / f"eval_{world}.png").is_file()
-    assert world in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert (
+        world in printed and f"wrote {out / f'eval_{world}.json'} and {out / f'eval_{world}.png'}" in printed
+    )
 
 
 def test_eval_train_split_scores_training_compositions(tmp_path, capsys):
@@ -64,7 +67,8 @@ def test_eval_train_split_scores_training_compositions(tmp_path, capsys):
     assert [s["prompt"] for s in report["samples"]] == [
         p for p, _ in eval_prompts("shapes-image", 3, split="train")
     ]
-    assert "train prompts" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train prompts" in printed and str(out / "eval_shapes-image_train.json") in printed
     train = make_dataset(split="train", length=20, seed=0)
     assert not any(heldout_compositions(train.spec_and_caption(i)[0]) for i in range(20))
     assert main(["eval", "--model", str(tmp_path / "m"), "--world", "fashion-mnist", "--split", "train"]) != 0

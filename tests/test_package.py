@@ -131,3 +131,14 @@ def test_add_list_option_reads_spaces_and_commas_alike():
     for bad in (["--window", "1", "8"], ["--window", "1", "x", "8"], ["--models", ","], ["--world", "a,c"]):
         with pytest.raises(SystemExit):
             p.parse_args(bad)
+
+
+# --------------------------------------------------------------------------------------------- written files
+def test_flops_says_where_it_wrote_its_plot(tmp_path, capsys):
+    from ptdit.cli import main
+
+    plot = tmp_path / "flops.png"
+    assert main(["flops", "--models", "PT-DiT-S", "--sizes", "256", "--json", "--plot", str(plot)]) == 0
+    captured = capsys.readouterr()
+    assert plot.is_file() and f"wrote {plot}" in captured.err
+    assert captured.out.lstrip().startswith("[")  # stdout stays JSON

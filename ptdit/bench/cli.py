@@ -174,4 +174,7 @@ def cli_main(argv: list[str]) -> int:
     md = write_outputs(rows, args.json_path, args.markdown, args.plot, reference, command)
     print()
     print(md)
+    for path in (args.json_path, args.markdown, args.plot):
+        if path:
+            print(f"wrote {path}")
     return 0

@@ -202,6 +202,9 @@ def cli_main(argv: list[str]) -> int:
                         ],
                     )
                 )
+    written = [path for path in (args.markdown, args.plot) if path]
+    if written:  # on stderr: stdout may be --json
+        print("wrote " + " and ".join(written), file=sys.stderr)
     return 0
 
 
