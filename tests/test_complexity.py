@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,19 +12,24 @@ import torch
 from ptdit import PTDiT, PTDiTConfig
 from ptdit.cli import main as ptdit_main
 from ptdit.complexity import (
+    IMAGE_SIZES,
     MODEL_NAMES,
+    PAPER_EXTRA,
     PAPER_GMACS,
+    PAPER_PARAMS_M,
     PAPER_SHARES,
+    REGENERATE,
     Cost,
     attention_share_formula,
     cli_main,
     count_model,
     count_ptdit,
-    markdown_report,
     measure,
     measure_model,
     reference_count,
 )
+from ptdit.complexity.report import TABLES, stale_tables
+from ptdit.complexity.tables import blocks, fill_blocks, stale_blocks
 
 TINY = dict(depth=3, hidden_size=64, num_heads=4, caption_channels=32)  # odd depth: lean blocks of both kinds
 
@@ -268,8 +274,83 @@ def test_cli_errors_through_dispatcher(capsys):
     assert "image models" in capsys.readouterr().err
 
 
-def test_markdown_report_states_what_holds():
-    text = markdown_report(plot_name=None, check=False)
-    assert "What holds" in text and "What does not" in text
-    assert "| DiT-XL/2 | 256 | 1 | total | 118.6 | 118.6 | +0.02% | yes |" in text
-    assert "NO" not in text.split("## The paper's headline ratios")[0]
+# ------------------------------------------------------------------ docs/complexity.md
+DOC = Path(__file__).resolve().parents[1] / "docs" / "complexity.md"
+
+
+def test_complexity_doc_tables_are_current():
+    """Every generated table of docs/complexity.md equals what the counts give now (cross-check included)."""
+    pytest.importorskip("diffusers")
+    text = DOC.read_text()
+    assert set(blocks(text)) == set(TABLES)
+    assert stale_tables(text) == [], "rerun: " + REGENERATE
+
+
+def test_complexity_doc_opens_with_one_short_summary_table():
+    text = DOC.read_text()
+    body = blocks(text)["summary"]
+    assert next(iter(blocks(text))) == "summary"
+    assert 3 <= body.count("|\n") <= 15 + 2  # header and separator, at most 15 rows
+
+
+def test_fill_blocks_replaces_bodies_and_names_what_is_missing():
+    text = "intro\n<!-- a -->\nold\n<!-- /a -->\nmiddle\n<!-- b -->\n<!-- /b -->\nend\n"
+    tables = {"a": "| x |\n|---|\n| 1 |", "b": "| y |"}
+    filled = fill_blocks(text, tables)
+    assert (
+        filled
+        == "intro\n<!-- a -->\n| x |\n|---|\n| 1 |\n<!-- /a -->\nmiddle\n<!-- b -->\n| y |\n<!-- /b -->\nend\n"
+    )
+    assert stale_blocks(text, tables) == ["a", "b"] and stale_blocks(filled, tables) == []
+    with pytest.raises(ValueError, match="no generated table"):
+        fill_blocks(text, {"a": "x"})
+    with pytest.raises(ValueError, match="no block for table"):
+        fill_blocks(text, {**tables, "c": "z"})
+
+
+def test_cli_markdown_refills_and_verifies(tmp_path, capsys):
+    doc = tmp_path / "doc.md"
+    doc.write_text("# hand-written\n\n<!-- slope -->\n| stale |\n<!-- /slope -->\n\ntext\n")
+    assert cli_main(["--markdown", str(doc), "--verify"]) == 1
+    assert "slope" in capsys.readouterr().err
+    assert cli_main(["--markdown", str(doc)]) == 0
+    assert cli_main(["--markdown", str(doc), "--verify"]) == 0
+    text = doc.read_text()
+    assert text.startswith("# hand-written\n") and text.endswith("<!-- /slope -->\n\ntext\n")
+    assert "| lean | 16.50 |" in text and "| released | 22.00 |" in text
+
+
+def test_released_block_against_the_peers():
+    """The numbers behind docs/complexity.md's reading: at equal width (PT-DiT-XL) the released block costs more
+    linear MACs than PixArt-alpha at every size and fewer total MACs only from 2048^2 up; PT-DiT-L saves only about
+    a tenth of PixArt-alpha's linear MACs; Table 4's parameter counts are nearer the released block."""
+    for size in IMAGE_SIZES:
+        xl, pix = count_model("PT-DiT-XL", size), count_model("PixArt-alpha", size)
+        assert xl.linear > pix.linear
+        assert (xl.total < pix.total) == (size >= 2048)
+    for size in (512, 2048):
+        saving = 1 - count_model("PT-DiT-L", size).linear / count_model("PixArt-alpha", size).linear
+        assert 0.08 < saving < 0.15
+    for preset, paper_m in PAPER_PARAMS_M.items():
+        off, lean = count_model(preset, 256).params / 1e6, count_model(f"{preset}-lean", 256).params / 1e6
+        assert abs(off - paper_m) < abs(lean - paper_m)
+
+
+def test_headline_comparisons_in_one_convention():
+    """PT-DiT-B-lean against DiT-B/2 at 1024^2: the paper's -48.6% needs its mix (PT-DiT linear, DiT total); in one
+    convention the saving is similar in total MACs and small in linear MACs."""
+    b, dit_b = count_model("PT-DiT-B-lean", 1024), count_model("DiT-B/2", 1024)
+    assert 0.40 < 1 - b.total / dit_b.total < 0.50
+    assert 0 < 1 - b.linear / dit_b.linear < 0.10
+    for preset, peer, size, frames in (
+        ("PT-DiT-XL", "CogVideoX-2B", 1024, 48),
+        ("PT-DiT-H", "CogVideoX-2B", 1024, 48),
+    ):
+        paper = (
+            PAPER_GMACS.get((f"{preset}-lean", size, frames)) or PAPER_EXTRA[(f"{preset}-lean", size, frames)]
+        )
+        ours = (
+            count_model(f"{preset}-lean", size, frames=frames).linear
+            / count_model(peer, size, frames=frames).linear
+        )
+        assert abs(ours - paper[0] / PAPER_GMACS[(peer, size, frames)][0]) < 0.01

@@ -16,7 +16,7 @@ from .costs import IMAGE_SIZES, VIDEO_FRAMES, VIDEO_SIZES
 from .figure import plot
 from .measurement import measure_model, reference_count
 from .registry import IMAGE_ONLY, MODEL_NAMES, canonical_name, count_model
-from .report import markdown_report
+from .report import markdown_report, stale_tables
 from .tables import ROW_HEADERS, _fmt, _pct, format_table, row_cells
 
 
@@ -111,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--markdown",
         metavar="FILE.md",
-        help="write the full report (default models and sizes, paper comparisons) to FILE.md",
+        help="refill the generated tables of FILE.md (docs/complexity.md), each between <!-- NAME --> and "
+        "<!-- /NAME -->",
+    )
+    ap.add_argument(
+        "--verify",
+        action="store_true",
+        help="with --markdown: write nothing; exit 1 and name the tables of FILE.md that are out of date",
     )
     return ap
 
@@ -148,13 +154,23 @@ def cli_main(argv: list[str]) -> int:
     overrides = _parse_overrides(args.set)
     if args.text_len is not None and args.text_len < 1:
         raise ValueError(f"--text-len must be >= 1, got {args.text_len}")
+    if args.verify and not args.markdown:
+        raise ValueError("--verify checks the tables of a --markdown FILE.md")
     if args.markdown:
         from pathlib import Path
 
         from ..io import atomic_write_text
 
-        plot_name = Path(args.plot).name if args.plot else None
-        atomic_write_text(args.markdown, markdown_report(plot_name))
+        template = Path(args.markdown).read_text()
+        if args.verify:
+            if stale := stale_tables(template):
+                print(
+                    f"{args.markdown}: out of date: {', '.join(stale)} (rerun without --verify)",
+                    file=sys.stderr,
+                )
+                return 1
+            return 0
+        atomic_write_text(args.markdown, markdown_report(template))
     cases = _cases(args)
     counts = [count_model(m, h, w, f, window, args.text_len, overrides) for m, h, w, f in cases]
     rows = [c.row() for c in counts]

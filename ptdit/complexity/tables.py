@@ -1,8 +1,10 @@
-"""Plain-text and markdown tables of counts: the default cases, number formats and the per-model row."""
+"""Plain-text and markdown tables of counts: the default cases, number formats, the per-model row, and the
+marked blocks (`<!-- NAME -->` ... `<!-- /NAME -->`) of a hand-written page that hold its generated tables."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .costs import IMAGE_SIZES, VIDEO_FRAMES, VIDEO_SIZES
@@ -70,3 +72,37 @@ def row_cells(c: Count) -> list[str]:
         paper,
         _pct(r["paper_error_pct"]) if paper else "",
     ]
+
+
+_BLOCK = re.compile(r"(<!-- ([a-z0-9-]+) -->\n)(.*?)(<!-- /\2 -->)", re.S)
+
+
+def blocks(text: str) -> dict[str, str]:
+    """The body of every block of `text`, by name."""
+    return {m.group(2): m.group(3) for m in _BLOCK.finditer(text)}
+
+
+def fill_blocks(text: str, tables: Mapping[str, str]) -> str:
+    """`text` with the body of every block `<!-- NAME -->` ... `<!-- /NAME -->` replaced by `tables[NAME]`.
+
+    Raises ValueError for a block without a table or a table without a block, so that neither is lost silently.
+    """
+    seen: set[str] = set()
+
+    def body(m: re.Match[str]) -> str:
+        name = m.group(2)
+        if name not in tables:
+            raise ValueError(f"block <!-- {name} --> has no generated table (known: {', '.join(tables)})")
+        seen.add(name)
+        return m.group(1) + tables[name].rstrip("\n") + "\n" + m.group(4)
+
+    out = _BLOCK.sub(body, text)
+    if missing := [name for name in tables if name not in seen]:
+        raise ValueError(f"no block for table(s) {', '.join(missing)}: add <!-- NAME --> ... <!-- /NAME -->")
+    return out
+
+
+def stale_blocks(text: str, tables: Mapping[str, str]) -> list[str]:
+    """Names of the blocks of `text` whose body differs from their table."""
+    old, new = blocks(text), blocks(fill_blocks(text, tables))
+    return [name for name in new if old.get(name) != new[name]]
