@@ -1,8 +1,10 @@
 """The one-call GPU scripts (scripts/gpu/), exercised on the CPU: a lent GPU machine gives one try, so they must
-work before they get there."""
+work before they get there. Also the recorded benchmarks: docs/performance.md's tables and the markdown in
+benchmarks/results/ against the JSON they are generated from (benchmarks/make_performance_doc.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -92,3 +94,42 @@ def test_profile_train_step_writes_tables(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     text = out.read_text()
     assert "ms per step" in text and "aten::addmm" in text
+
+
+# ------------------------------------------------------------------ recorded benchmarks and docs/performance.md
+def _performance_doc():
+    spec = importlib.util.spec_from_file_location(
+        "make_performance_doc", REPO / "benchmarks" / "make_performance_doc.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_performance_doc_and_result_markdown_are_current():
+    """Every table of docs/performance.md and every benchmarks/results/*.md equals what its JSON gives now."""
+    assert _performance_doc().main(["--check"]) == 0, "run python benchmarks/make_performance_doc.py"
+
+
+def test_performance_tables_follow_a_changed_number(tmp_path, monkeypatch):
+    """A number changed in a JSON makes the tables built from it (and only those) out of date."""
+    doc = _performance_doc()
+    for f in doc.RESULTS.iterdir():
+        if f.name.startswith(("cpu_", "gpu_check_h100")):
+            shutil.copy(f, tmp_path / f.name)
+    monkeypatch.setattr(doc, "RESULTS", tmp_path)
+    monkeypatch.setattr(doc, "GPU", tmp_path / doc.GPU.name)
+    text = doc.DOC.read_text()
+    assert doc.stale(text) == []
+    data = json.loads(doc.GPU.read_text())
+    row = next(r for r in data["rows"] if r["model"] == "PixArt-alpha" and r["height"] == 2048)
+    row["forward_ms"] *= 2
+    doc.GPU.write_text(json.dumps(data, indent=1) + "\n")
+    assert doc.stale(text) == ["summary", "gpu-forward", "benchmarks/results/gpu_check_h100.md"]
+
+
+def test_performance_summary_is_one_short_table():
+    text = (REPO / "docs" / "performance.md").read_text()
+    summary = text.split("<!-- summary -->", 1)[1].split("<!-- /summary -->", 1)[0]
+    assert text.index("<!-- summary -->") < text.index("\n## ", text.index("## Summary") + 1)
+    assert 3 <= summary.count("\n|") <= 15 + 2  # header and separator, at most 15 rows
