@@ -9,7 +9,7 @@ files the README promises, or the benchmark stops with the command's output.
 
 The generation commands are kept here and checked against README.md by tests/test_readme.py; the training example
 is read from README.md itself (the bash block that trains configs/example_folder.yaml). README.md quotes the
-results through `python scripts/sync_readme.py`.
+first-run seconds by hand; tests/test_readme.py checks them against the JSON this writes.
 
 usage: python benchmarks/quickstart.py [--repeats 2] [--skip-train-example] [--out benchmarks/results/quickstart]
 """
@@ -115,9 +115,9 @@ def markdown(report: dict) -> str:
     lines = [
         "# The README's commands, timed (benchmarks/quickstart.py)",
         "",
-        f"Machine: {env['cpu']}, {env['cores']} cores, load average {env['load_avg_1m']:.2f} at the start; "
-        f"torch {env['torch']}; commit {env['commit']}. Wall-clock seconds of each command in a fresh process "
-        "and a fresh working folder, start-up included.",
+        "| CPU | cores | load average at the start | torch | commit |",
+        "|---|---|---|---|---|",
+        f"| {env['cpu']} | {env['cores']} | {env['load_avg_1m']:.2f} | {env['torch']} | {env['commit']} |",
         "",
         "| command | first run (s) | later runs (s) |",
         "|---|---|---|",

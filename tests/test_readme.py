@@ -1,13 +1,16 @@
-"""README.md quotes only measured numbers: scripts/sync_readme.py rebuilds them, benchmarks/quickstart.py times
-the README's own commands."""
+"""README.md quotes only measured numbers: each number in a `<!-- numbers: NAME -->` block equals its JSON, the
+tables come from scripts/sync_readme.py, and benchmarks/quickstart.py times the README's own commands."""
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+BENCH = REPO / "benchmarks" / "results"
 
 
 def _load(name: str, path: Path):
@@ -18,13 +21,58 @@ def _load(name: str, path: Path):
 
 
 sync_readme = _load("sync_readme", REPO / "scripts" / "sync_readme.py")
+results_doc = _load("results_doc", REPO / "scripts" / "results_doc.py")
 quickstart = _load("quickstart", REPO / "benchmarks" / "quickstart.py")
 README = (REPO / "README.md").read_text()
 
 
-def test_readme_numbers_match_their_sources():
-    """Fails after a benchmark or an evaluation is rerun until `python scripts/sync_readme.py` has been run."""
-    assert sync_readme.render(README) == README, "README.md is out of date: run python scripts/sync_readme.py"
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _sources() -> dict[str, list[str]]:
+    """Each numbers block's numbers, in the order the README quotes them, as written from their JSON."""
+    run = _json(BENCH / "quickstart.json")
+    first = {row["name"]: f"{row['seconds'][0]:.0f}" for row in run["rows"]}  # a new user's first run, in s
+    cores = str(run["environment"]["cores"])
+    pipe = _json(REPO / "ptdit" / "assets" / "models" / "shapes-image" / "pipeline.json")
+
+    def score(world: str) -> str:  # the held-out headline score, in %
+        return f"{100 * next(iter(_json(RESULTS / f'eval_{world}.json')['headline'].values())):.1f}"
+
+    worlds = ("shapes-image", "shapes-video", "shapes-multiview")
+    assert len({results_doc.TARGETS[w] for w in worlds}) == 1  # the README quotes one target
+    return {
+        "quickstart": [str(pipe["height"]), str(pipe["width"]), first["image"], cores, first["video"],
+                       first["multiview"], *map(score, worlds), f"{100 * results_doc.TARGETS[worlds[0]]:.0f}"],
+        "train-example": [first["train-example"], cores],
+    }  # fmt: skip
+
+
+def prose_numbers(text: str) -> list[str]:
+    """The numbers of a markdown text outside code spans and link targets ("mp4" holds none)."""
+    text = re.sub(r"`[^`]*`", "", re.sub(r"\]\([^)]*\)", "]", text))
+    return re.findall(r"(?<![\w.])\d+(?:[.,]\d+)*", text)
+
+
+def test_prose_numbers():
+    assert prose_numbers("in 4 s on 2 cores (`outputs/0000.png`, mp4) at 95.5% of 32×32 [a](b1.md)") == [
+        "4", "2", "95.5", "32", "32"
+    ]  # fmt: skip
+
+
+def test_readme_numbers_match_their_json():
+    """Fails after a benchmark or an evaluation is rerun until the README's numbers are updated by hand."""
+    blocks = dict(re.findall(r"<!-- numbers: (\S+) -->\n(.*?)<!-- /numbers: \1 -->", README, flags=re.S))
+    expected = _sources()
+    assert set(blocks) == set(expected)
+    for name, text in blocks.items():
+        assert prose_numbers(text) == expected[name], f"README.md block {name!r}: update its numbers"
+
+
+def test_readme_tables_are_current():
+    """Fails after a benchmark is rerun until `python scripts/sync_readme.py` has rewritten the tables."""
+    assert sync_readme.main(["--check"]) == 0
 
 
 def test_timed_commands_are_the_readmes():
@@ -49,49 +97,3 @@ def test_run_once_times_and_checks_outputs(tmp_path):
         quickstart.run_once("true", ("outputs/b.txt",))
     with pytest.raises(SystemExit, match="exit 3"):
         quickstart.run_once("exit 3", ())
-
-
-def _fake_sources(tmp_path, monkeypatch, scores: dict[str, float]):
-    bench, results = tmp_path / "bench", tmp_path / "results"
-    bench.mkdir(exist_ok=True)
-    results.mkdir(exist_ok=True)
-    rows = [{"name": n, "command": "c", "seconds": [s, s / 2]} for n, s in
-            [("image", 9.4, ), ("video", 12.2), ("multiview", 11.6), ("train-example", 80.3)]]  # fmt: skip
-    env = {"cpu": "x", "cores": 2, "load_avg_1m": 0.0, "torch": "t", "python": "p", "commit": "c"}
-    (bench / "quickstart.json").write_text(json.dumps({"environment": env, "rows": rows}))
-    for world, (score, _task, _words) in sync_readme.WORLD_WORDS.items():
-        (results / f"eval_{world}.json").write_text(json.dumps({"scores": {score: scores[world]}}))
-    monkeypatch.setattr(sync_readme, "BENCH", bench)
-    monkeypatch.setattr(sync_readme, "RESULTS", results)
-
-
-def test_quickstart_paragraph_follows_the_scores(tmp_path, monkeypatch):
-    _fake_sources(
-        tmp_path, monkeypatch, {"shapes-image": 0.912, "shapes-video": 0.3, "shapes-multiview": 0.955}
-    )
-    text = sync_readme.quickstart()
-    assert "9 s for the command above on 2 CPU cores" in text and "12 s and 12 s" in text
-    assert "on 91.2% of them; the multi-view model keeps its object consistent across the views on 95.5% of them " \
-           "(both meet the target)" in text  # fmt: skip
-    assert (
-        "(both meet the target); below it, the video model moves its objects as the prompt says on 30.0% of them."
-        in text
-    )
-    _fake_sources(
-        tmp_path, monkeypatch, {"shapes-image": 0.95, "shapes-video": 0.95, "shapes-multiview": 0.95}
-    )
-    assert "below it," not in sync_readme.quickstart() and "all meet the target" in sync_readme.quickstart()
-    assert "in 80 s" in sync_readme.train_example()
-
-
-def test_render_needs_both_markers():
-    broken = README.replace("<!-- /sync_readme: gpu-table -->", "")
-    with pytest.raises(ValueError, match="gpu-table"):
-        sync_readme.render(broken)
-
-
-def test_wrap_keeps_tables_and_width():
-    text = " ".join(["word"] * 60) + "\n\n| a | b |\n| --- | --- |"
-    wrapped = sync_readme._wrap(text, width=40)
-    assert all(len(line) <= 40 for line in wrapped.splitlines())
-    assert wrapped.endswith("| a | b |\n| --- | --- |")
