@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .extras import MissingExtra, missing_extra
+
 # subcommand -> (module, help); each module defines `cli_main(argv: list[str]) -> int`
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("ptdit.pipeline", "generate images, video or multi-view from prompts"),
@@ -15,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert-official": ("ptdit.official", "convert the released Qihoo-T2I checkpoint to a ptdit model dir"),
     "presets": ("ptdit.presets", "parameter counts of the presets next to the paper's Table 4"),
 }
+# the pip extra a command needs beyond the core install (see ptdit.extras); generate needs none
+EXTRAS = {"train": "train", "eval": "eval", "flops": "bench", "bench": "bench"}
 
 
 def _usage() -> str:
@@ -34,11 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"ptdit: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
     try:
+        module = importlib.import_module(COMMANDS[name][0])
         return int(module.cli_main(rest) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, MissingExtra) as e:
         print(f"ptdit {name}: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:  # an optional package imported at the top of a command's module
+        text = missing_extra(e, EXTRAS.get(name), f"ptdit {name}")
+        if text is None:
+            raise
+        print(f"ptdit {name}: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"ptdit {name}: interrupted", file=sys.stderr)

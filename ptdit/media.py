@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .extras import require
 from .io import atomic_write_bytes
 
 
@@ -68,8 +69,11 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 8.0, s
 
 
 def save_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: float = 8.0, scale: int = 1) -> Path:
-    """Write (H, W, 3) uint8 frames as an H.264 MP4 (imageio-ffmpeg). Sizes are enlarged to a multiple of 16."""
-    import imageio.v2 as imageio
+    """Write (H, W, 3) uint8 frames as an H.264 MP4 (imageio-ffmpeg). Sizes are enlarged to a multiple of 16.
+
+    Needs the `video` extra (MissingExtra otherwise)."""
+    require("imageio_ffmpeg", "video", "writing MP4")
+    imageio = require("imageio.v2", "video", "writing MP4")
 
     H, W = frames[0].shape[:2]
     scale = max(scale, 1)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .extras import available, message
 from .io import atomic_write_text
 from .model import PTDiT
 from .pipeline_config import PIPELINE_NAME, PipelineDefaults
@@ -180,18 +181,19 @@ def slug(text: str, length: int = 48) -> str:
     return s[:length].rstrip("-") or "prompt"
 
 
-def save_outputs(pixels: Tensor, task: str, out_dir: Path, stem: str, fps: float, upscale: int) -> list[str]:
-    """Write one sample (C, F, H, W) in [-1, 1]; returns the file names written."""
+def save_outputs(
+    pixels: Tensor, task: str, out_dir: Path, stem: str, fps: float, upscale: int, mp4: bool = True
+) -> list[str]:
+    """Write one sample (C, F, H, W) in [-1, 1]; returns the file names written. Video: MP4 (with `mp4`, which
+    needs the `video` extra) and GIF."""
     from .media import grid, save_gif, save_mp4, save_png, to_uint8
 
     frames = [to_uint8(pixels[:, f]) for f in range(pixels.shape[1])]  # (H, W, 3) uint8 each
     if task == "image":
         return [save_png(frames[0], out_dir / f"{stem}.png", upscale).name]
     if task == "video":
-        return [
-            save_mp4(frames, out_dir / f"{stem}.mp4", fps, upscale).name,
-            save_gif(frames, out_dir / f"{stem}.gif", fps, upscale).name,
-        ]
+        names = [save_mp4(frames, out_dir / f"{stem}.mp4", fps, upscale).name] if mp4 else []
+        return names + [save_gif(frames, out_dir / f"{stem}.gif", fps, upscale).name]
     names = [save_png(f, out_dir / f"{stem}_view{v:02d}.png", upscale).name for v, f in enumerate(frames)]
     names.append(save_png(grid(frames, columns=len(frames)), out_dir / f"{stem}_grid.png", upscale).name)
     return names
@@ -253,9 +255,14 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     upscale = _auto_upscale(height, width) if args.upscale == 0 else args.upscale
+    mp4 = task == "video" and available("imageio") and available("imageio_ffmpeg")
+    if task == "video" and not mp4:  # the core install writes the GIF only
+        print(
+            f"ptdit generate: GIF only: {message('imageio_ffmpeg', 'video', 'writing MP4')}", file=sys.stderr
+        )
     outputs = []
     for i, (prompt, seed, px) in enumerate(zip(prompts, seeds, pixels)):
-        files = save_outputs(px, task, out_dir, f"{i:04d}_{slug(prompt)}", defaults.fps, upscale)
+        files = save_outputs(px, task, out_dir, f"{i:04d}_{slug(prompt)}", defaults.fps, upscale, mp4)
         outputs.append({"index": i, "prompt": prompt, "seed": seed, "files": files})
     manifest = {
         "model": str(model_dir),

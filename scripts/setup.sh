@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-time setup on a fresh machine: a virtual environment in .venv with ptdit and its test tools.
+# One-time setup on a fresh machine: a virtual environment in .venv with ptdit, all its extras and its test tools.
 # torch is pinned in the same pip call (2.13.0, CPU wheel on these machines); GPU users may install their own
 # torch build first and drop the pin. Fashion-MNIST (a Debian package) is installed when apt-get is usable.
 set -euo pipefail
@@ -14,5 +14,5 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]"
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[all,dev]"
 echo "setup: ready (.venv/bin/ptdit, .venv/bin/python -m pytest)"

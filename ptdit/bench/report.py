@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..extras import require
 from ..io import atomic_write_bytes, atomic_write_text
 from .cases import Case
 
@@ -85,8 +86,7 @@ def plot(
     """Time against resolution (pixels per sample), log-log, one line per model; written atomically as PNG."""
     import io as _io
 
-    import matplotlib
-
+    matplotlib = require("matplotlib", "bench", "the plot of ptdit bench")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

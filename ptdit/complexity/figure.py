@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+from ..extras import require
 from .counts import Count
 from .paper import PAPER_EXTRA, PAPER_GMACS
 
 
 def plot(counts: Sequence[Count], path: str) -> None:
     """GMACs (the paper's 'GFLOPs') against resolution, log scale: images and video, linear and total."""
+    require("matplotlib", "bench", "the plot of ptdit flops")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

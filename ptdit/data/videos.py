@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..extras import require
 from .folders import (
     FIT_MODES,
     FolderDataset,
@@ -44,7 +45,7 @@ class _VideoReader:
             self._gif = Image.open(path)
             self.frame_count, self.exact = int(getattr(self._gif, "n_frames", 1)), True
         else:
-            import imageio_ffmpeg  # only video folders need ffmpeg
+            imageio_ffmpeg = require("imageio_ffmpeg", "video", f"reading {path.suffix} clips")
 
             self._stream = imageio_ffmpeg.read_frames(str(path))
             meta = next(self._stream)

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from ..extras import require
 from ..io import atomic_write_bytes, atomic_write_text
 
 LOG_NAME = "train_log.jsonl"
@@ -57,8 +58,7 @@ def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
     records = read_log(log_path)
     if not records:
         return None
-    import matplotlib
-
+    matplotlib = require("matplotlib", "train", "the loss plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
+from ptdit.extras import require
 from ptdit.io import load_state_dict_strict, read_safetensors, save_safetensors_atomic
 from ptdit.worlds.fashion_mnist import CLASS_NAMES, load_split, to_pixels
 
@@ -197,6 +198,7 @@ def fid(
     mapping a batch to (N, d) works (inputs are then passed to it unchanged). Computed by torchmetrics'
     FrechetInceptionDistance in float64.
     """
+    require("torchmetrics", "eval", "the Fashion-MNIST FID")
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     for name, x in (("real_images", real_images), ("fake_images", fake_images)):
