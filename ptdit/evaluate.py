@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .extras import require
 from .io import atomic_write_text
 from .pipeline import Pipeline, PipelineDefaults, bundled_model_dir, default_device
 
@@ -137,6 +138,8 @@ def evaluate(
         raise ValueError(f"unknown --split {split!r}: use heldout or train")
     if split != "heldout" and world == "fashion-mnist":
         raise ValueError("--split train is for the Shapes worlds: fashion-mnist is scored per class prompt")
+    if world == "fashion-mnist":  # before sampling, not after
+        require("torchmetrics", "eval", "the Fashion-MNIST FID")
     pipe = Pipeline.from_pretrained(model_dir, device=device or default_device())
     steps = steps or defaults.steps
     cfg = defaults.cfg if cfg is None else cfg

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .extras import require
 from .training.checkpoint import export_model
 from .training.config import TrainConfig
 from .training.loop import TrainingDiverged, TrainResult, train
@@ -90,6 +91,7 @@ def cli_main(argv: list[str]) -> int:
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
+    require("matplotlib", "train", "the loss plot")  # before training, not at its first plot
     result = train(cfg, progress=False if args.no_progress else None)
     if result.rank == 0:
         print(

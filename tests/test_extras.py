@@ -31,6 +31,7 @@ results = {{
     "image": run("generate", "a red circle", "--steps", "1", "--quiet", "--out", out + "/image"),
     "video": run("generate", "--task", "video", "a green square", "--steps", "1", "--quiet", "--out", out + "/video"),
     "flops_plot": run("flops", "--models", "PT-DiT-S", "--sizes", "256", "--plot", out + "/flops.png"),
+    "bench_plot": run("bench", "--models", "PT-DiT-S", "--sizes", "256", "--device", "cpu", "--plot", out + "/b.png"),
 }}
 results["imported"] = sorted(m for m in sys.modules if m.split(".")[0] in {blocked!r} and sys.modules[m] is not None)
 print(json.dumps(results))
@@ -40,7 +41,8 @@ print(json.dumps(results))
 @pytest.mark.slow
 def test_core_install_generates_and_names_the_extra_a_command_needs(tmp_path):
     """With every optional package blocked: the bundled image model generates its PNG, the video model its GIF
-    (MP4 needs [video], said in one line), and `ptdit flops --plot` fails with one line naming [bench]."""
+    (MP4 needs [video], said in one line), and `ptdit flops --plot` and `ptdit bench --plot` (before it measures)
+    fail with one line naming [bench]."""
     code = CORE_RUN.format(blocked=BLOCKED)
     proc = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600
@@ -63,6 +65,10 @@ def test_core_install_generates_and_names_the_extra_a_command_needs(tmp_path):
         "ptdit flops: error: the plot of ptdit flops needs matplotlib: pip install 'ptdit[bench]'\n"
     )
     assert not (tmp_path / "flops.png").exists()
+    assert r["bench_plot"]["rc"] == 1  # before measuring anything
+    assert r["bench_plot"]["err"] == (
+        "ptdit bench: error: the plot of ptdit bench needs matplotlib: pip install 'ptdit[bench]'\n"
+    )
 
 
 def test_require_names_the_extra(monkeypatch):

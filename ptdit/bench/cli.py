@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..extras import require
 from ..options import add_list_option
 from .cases import Case, parse_model
 from .measure import measure_case
@@ -128,6 +129,8 @@ def cli_main(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     set_cpu_timer(args.cpu_timer)
+    if args.plot:  # before the measurements, not after
+        require("matplotlib", "bench", "the plot of ptdit bench")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu"))
     models = args.models
     sizes = parse_sizes(args.sizes) if args.sizes else None
