@@ -2,14 +2,20 @@
 
 import copy
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import ptdit.attention as attention_module
 from ptdit import PTDiT, PTDiTConfig
+from ptdit.blocks import BlockContext
 from ptdit.layers import sincos_pos_embed_3d
-from ptdit.layout import shift_region_labels, window_merge, window_partition
+from ptdit.layout import window_merge, window_partition
+
+sys.path.insert(0, str(Path(__file__).parent))
+from model_helpers import randomize_zero_init  # noqa: E402
 
 BLOCKS = ["official", "lean"]
 
@@ -21,14 +27,8 @@ def tiny(block="official", **kw) -> PTDiTConfig:
 
 
 def randomise_zero_linears(model: PTDiT, seed: int = 0) -> PTDiT:
-    """Give the zero-initialised linears random values so that every branch contributes."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if getattr(m, "zero_init", False):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.2)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    return model
+    """Give the zero-initialised layers random values so that every branch contributes."""
+    return randomize_zero_init(model, std=0.2, generator=torch.Generator().manual_seed(seed))
 
 
 def inputs(B=2, F=1, H=16, W=16, L=5, C=4, caption=16, seed=0, dtype=torch.float32):
@@ -47,7 +47,7 @@ def inputs(B=2, F=1, H=16, W=16, L=5, C=4, caption=16, seed=0, dtype=torch.float
     ids=["image", "image-nonsquare", "video", "multiview-8-views"],
 )
 def test_output_shapes(block, F, H, W, window):
-    model = PTDiT(tiny(block, window=window))
+    model = randomise_zero_linears(PTDiT(tiny(block, window=window)))
     x, t, y = inputs(F=F, H=H, W=W)
     out = model(x, t, y)
     assert out.shape == (2, 4, F, H, W)  # out_channels defaults to in_channels
@@ -55,7 +55,7 @@ def test_output_shapes(block, F, H, W, window):
 
 
 def test_four_dim_image_input_and_scalar_timestep():
-    model = PTDiT(tiny())
+    model = randomise_zero_linears(PTDiT(tiny()))  # a new model outputs zero: the comparison would be empty
     x, t, y = inputs()
     out4 = model(x[:, :, 0], 500.0, y)
     assert out4.shape == (2, 4, 16, 16)
@@ -79,12 +79,23 @@ def test_four_dim_image_input_and_scalar_timestep():
     ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()),
 )
 def test_variants_run_and_train(overrides):
-    model = PTDiT(tiny(**overrides))
+    """Once the zero-initialised layers are random, every trainable parameter gets a finite, non-zero gradient.
+
+    The one exception is each attention's key bias: it adds the same q.b_k to every logit of a query, which
+    softmax ignores, so its gradient is zero up to rounding (checked to be tiny instead)."""
+    torch.manual_seed(0)
+    model = randomize_zero_init(PTDiT(tiny(**overrides)), generator=torch.Generator().manual_seed(0))
     x, t, y = inputs()
     out = model(x, t, y)
     out.square().mean().backward()
     assert out.shape == (2, 4, 1, 16, 16)
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert [n for n, g in grads.items() if g is None] == []
+    assert [n for n, g in grads.items() if not torch.isfinite(g).all()] == []
+    norms = {n: g.norm().item() for n, g in grads.items()}
+    key_bias = {n for n in norms if n.endswith("to_k.bias")}
+    assert key_bias and [n for n, v in norms.items() if v == 0 and n not in key_bias] == []
+    assert max(norms[n] for n in key_bias) < 1e-4 * max(norms.values())
 
 
 def test_config_validation_and_presets():
@@ -203,20 +214,21 @@ def test_positions_on_non_square_grid():
 
 # ------------------------------------------------------------------------------------------- attention references
 def _naive_local_attention(attn, x_grid, window, shift):
-    """fp64 loop over the allowed (query, key) pairs of (shifted) window attention. x_grid: (F, H, W, D)."""
+    """fp64 loop over the allowed (query, key) pairs of (shifted) window attention. x_grid: (F, H, W, D).
+
+    Swin's rule, written from its definition: the grid is rolled back by `shift` (the token at c lands at
+    (c - shift) mod size), cut into windows, and a window that wraps around the border holds tokens from both
+    ends of an axis, which must not attend to each other: two tokens attend iff they share a rolled window and,
+    on every axis, both or neither came around the border (c < shift)."""
     F_, H, W, D = x_grid.shape
     heads = attn.num_heads
     d = D // heads
     sizes = (F_, H, W)
-    labels = shift_region_labels(sizes, window, shift)  # on rolled coordinates
     coords = [(f, h, w) for f in range(F_) for h in range(H) for w in range(W)]
 
-    def rolled(c):
-        return tuple((c[a] - shift[a]) % sizes[a] for a in range(3))
-
     def key_of(c):
-        r = rolled(c)
-        return tuple(r[a] // window[a] for a in range(3)), int(labels[r])
+        rolled_window = tuple(((c[a] - shift[a]) % sizes[a]) // window[a] for a in range(3))
+        return rolled_window, tuple(c[a] < shift[a] for a in range(3))
 
     q = attn.to_q(x_grid).view(F_, H, W, heads, d)
     k = attn.to_k(x_grid).view(F_, H, W, heads, d)
@@ -251,6 +263,88 @@ def test_window_and_shifted_window_attention_equal_naive_reference(grid, window)
         shift = tuple(p // 2 for p in window)
         ref = _naive_local_attention(block.shift_window_attn, x[0], window, shift)
         assert torch.allclose(shifted, ref, atol=1e-10)
+
+
+def _layer_norm(v, eps):
+    """LayerNorm of one vector, without affine parameters (biased variance, as torch)."""
+    mean = sum(v) / len(v)
+    var = sum((e - mean) ** 2 for e in v) / len(v)
+    return (v - mean) / torch.sqrt(var + eps)
+
+
+def _linear(layer, v):
+    return layer.weight @ v + layer.bias
+
+
+def _naive_attention(attn, queries, keys):
+    """fp64 multi-head attention of each query vector over all key vectors, one head and one pair at a time."""
+    D = queries[0].shape[0]
+    d = D // attn.num_heads
+    k = [_linear(attn.to_k, c) for c in keys]
+    v = [_linear(attn.to_v, c) for c in keys]
+    out = []
+    for x in queries:
+        q = _linear(attn.to_q, x)
+        o = torch.zeros(D, dtype=torch.float64)
+        for hd in range(attn.num_heads):
+            s = slice(hd * d, (hd + 1) * d)
+            scores = torch.stack([q[s] @ kj[s] for kj in k]) / math.sqrt(d)
+            weights = torch.softmax(scores, dim=0)
+            o[s] = sum(w_ * vj[s] for w_, vj in zip(weights, v))
+        out.append(_linear(attn.to_out, o))
+    return out
+
+
+def _naive_giim(block, x_grid, window):
+    """GIIM (mean proxies, cross-attention injection) by loops on one (F, H, W, D) grid, in fp64.
+
+    The proxy of a window is the mean of its tokens; the proxies attend to each other (pre-LN, residual:
+    p + attn(LN(p))); then every token's LN is a query against the LN of all proxies. Returns (F, H, W, D), before
+    the block's output linear."""
+    F_, H, W, _ = x_grid.shape
+    eps = block.eps
+    coords = [(f, h, w) for f in range(F_) for h in range(H) for w in range(W)]
+    members = {}
+    for c in coords:
+        members.setdefault(tuple(c[a] // window[a] for a in range(3)), []).append(c)
+    proxies = [sum(x_grid[c] for c in cs) / len(cs) for cs in members.values()]
+    normed = [_layer_norm(p, eps) for p in proxies]
+    proxies = [p + a for p, a in zip(proxies, _naive_attention(block.proxy_attn, normed, normed))]
+    keys = [_layer_norm(p, eps) for p in proxies]
+    queries = [_layer_norm(x_grid[c], eps) for c in coords]
+    out = torch.zeros_like(x_grid)
+    for c, o in zip(coords, _naive_attention(block.visual_attn, queries, keys)):
+        out[c] = o
+    return out
+
+
+@pytest.mark.parametrize("block_kind", BLOCKS)
+@pytest.mark.parametrize(
+    "grid,window",
+    [((1, 4, 6), (1, 2, 2)), ((4, 4, 4), (2, 2, 2)), ((8, 2, 4), (4, 1, 2))],
+    ids=["image", "video", "video-4-frame-windows"],
+)
+def test_giim_equals_naive_reference(block_kind, grid, window):
+    model = PTDiT(tiny(block_kind, window=window)).double()
+    block = model.blocks[1]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # random weights and biases everywhere, the zero-initialised ones included
+        for p in block.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.3)
+    x = torch.randn(2, *grid, 32, generator=g, dtype=torch.float64)
+    ctx = BlockContext(grid=grid, window=window, text_mask=None)
+    with torch.no_grad():
+        out = window_merge(block.giim(window_partition(x, window), ctx), grid, window)
+        for b in range(2):
+            ref = _naive_giim(block, x[b], window)
+            assert torch.allclose(out[b], ref, atol=1e-10, rtol=0), (out[b] - ref).abs().max()
+        # the reference does mix windows: changing the last token changes the first token's output (a change
+        # along the all-ones direction would not: every LayerNorm removes it)
+        x2 = x[0].clone()
+        x2[-1, -1, -1] += torch.randn(32, generator=g, dtype=torch.float64)
+        assert (
+            _naive_giim(block, x2, window)[0, 0, 0] - _naive_giim(block, x[0], window)[0, 0, 0]
+        ).abs().max() > 1e-3
 
 
 def test_release_numerics_masks_equal_boolean_masks():
