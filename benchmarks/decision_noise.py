@@ -11,6 +11,14 @@ given with --config; logit-normal(logit_mean, logit_std) shifted by its ratio).
 usage: python benchmarks/decision_noise.py --world shapes-video --model DIR [--config CONFIG.yaml] \
            [--model DIR2 [--config CONFIG2.yaml]] [--n 48] [--taus 1,0.95,0.9,0.8,0.6,0.4] [--steps 20]
            [--cfg 4] [--threads N] [--out benchmarks/results/decision_noise_video]
+
+benchmarks/results/decision_noise_<world>.json holds the bundled model and its shift-off ablation, the model bundled
+at 027bbb8 (image) or 6d0d9f5 (video), unpacked with `git archive C ptdit/assets/models configs | tar -x -C
+/tmp/ptdit-C`:
+    python benchmarks/decision_noise.py --world shapes-image \
+        --model ptdit/assets/models/shapes-image --config configs/shapes_image.yaml \
+        --model /tmp/ptdit-027bbb8/ptdit/assets/models/shapes-image --config /tmp/ptdit-027bbb8/configs/shapes_image.yaml \
+        --out benchmarks/results/decision_noise_image
 """
 
 from __future__ import annotations
@@ -89,6 +97,31 @@ def run_model(model_dir: str, world: str, n: int, taus: list[float], steps: int,
     return rows, (d.frames, d.height, d.width)
 
 
+def markdown(report: dict) -> str:
+    """The report as tables: its settings, then per model the judged criteria at each start level tau0 next to
+    P(train tau > tau0), the share of training draws above it."""
+    criteria = [k for k in report["models"][0]["rows"][0] if k not in ("tau0", "steps", "train_mass_above")]
+    settings = [report["world"], report["n"], report["steps"], report["cfg"], report["seconds"]]
+    lines = [
+        f"# Where {report['world']} samples are decided (benchmarks/decision_noise.py)",
+        "",
+        "| world | training scenes per level | Euler steps from tau0 = 1 | CFG | seconds on the CPU |",
+        "|---|---|---|---|---|",
+        "| " + " | ".join(map(str, settings)) + " |",
+        "",
+    ]
+    for m in report["models"]:
+        lines += [f"**`{m['model']}`**" + (f" (`{m['config']}`)" if m["config"] else ""), ""]
+        lines += ["| tau0 | steps | P(train tau > tau0) | " + " | ".join(criteria) + " |"]
+        lines += ["|---" * (3 + len(criteria)) + "|"]
+        for r in m["rows"]:
+            mass = "" if r["train_mass_above"] is None else f"{r['train_mass_above']:.3f}"
+            vals = " | ".join("" if r[c] is None else f"{r[c]:.3f}" for c in criteria)
+            lines.append(f"| {r['tau0']:.2f} | {r['steps']} | {mass} | {vals} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world", choices=sorted(WORLDS), required=True)
@@ -127,25 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         report["models"].append({"model": model, "config": config, "rows": rows})
     report["seconds"] = round(time.perf_counter() - start, 1)
 
-    criteria = [k for k in report["models"][0]["rows"][0] if k not in ("tau0", "steps", "train_mass_above")]
-    lines = [
-        f"# Where {args.world} samples are decided",
-        "",
-        f"Written by `python benchmarks/decision_noise.py` ({args.n} training-split scenes per level, noised to "
-        f"tau0 and sampled back with {args.steps}-step-equivalent Euler, CFG {args.cfg}; "
-        f"{report['seconds']} s on the CPU). `P(train tau > tau0)`: the share of training draws above tau0.",
-        "",
-    ]
-    for m in report["models"]:
-        lines += [f"**{m['model']}**" + (f" (trained with `{m['config']}`)" if m["config"] else ""), ""]
-        lines += ["| tau0 | steps | P(train tau > tau0) | " + " | ".join(criteria) + " |"]
-        lines += ["|---" * (3 + len(criteria)) + "|"]
-        for r in m["rows"]:
-            mass = "" if r["train_mass_above"] is None else f"{r['train_mass_above']:.3f}"
-            vals = " | ".join("" if r[c] is None else f"{r[c]:.3f}" for c in criteria)
-            lines.append(f"| {r['tau0']:.2f} | {r['steps']} | {mass} | {vals} |")
-        lines.append("")
-    text = "\n".join(lines)
+    text = markdown(report)
     print(text)
     if args.out:
         out = Path(args.out)

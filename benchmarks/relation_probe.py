@@ -86,6 +86,31 @@ def probe(
     return rates
 
 
+def markdown(report: dict) -> str:
+    """The report as tables: its settings, then each model's share of scenes on the captioned side per tau."""
+    taus = list(report["models"][0]["rates"])
+    settings = [
+        report["world"],
+        report["split"],
+        report["n"],
+        report["seeds"],
+        report["cfg"],
+        report["seconds"],
+    ]
+    return "\n".join([
+        "# Does the model place the objects by the caption's relation? (benchmarks/relation_probe.py)",
+        "",
+        "| world | split | scenes | noises averaged | CFG | seconds on the CPU |",
+        "|---|---|---|---|---|---|",
+        "| " + " | ".join(map(str, settings)) + " |",
+        "",
+        "| model | " + " | ".join(f"tau {float(t):.2f}" for t in taus) + " |",
+        "|---|" + "---|" * len(taus),
+        *(f"| `{m['model']}` | " + " | ".join(f"{r:.3f}" for r in m["rates"].values()) + " |"
+          for m in report["models"]),
+    ]) + "\n"  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model directory (repeatable)")
@@ -122,23 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - start, 1)
     if args.out:
         out = Path(args.out)
-        lines = [
-            "# Does the model place the objects by the caption's relation? (benchmarks/relation_probe.py)",
-            "",
-            f"{args.n} two-colour {args.split}-split scenes of {WORLD}, noised to tau; the x0 prediction (CFG "
-            f"{args.cfg}) averaged over {args.seeds} noises; the share of scenes where object A's colour centroid "
-            f"lies on the side of B's that the caption names (0.5: the relation is ignored). "
-            f"{report['seconds']} s on the CPU.",
-            "",
-            "| model | " + " | ".join(f"tau {t:.2f}" for t in taus) + " |",
-            "|---|" + "---|" * len(taus),
-            *(
-                f"| `{m['model']}` | " + " | ".join(f"{r:.3f}" for r in m["rates"].values()) + " |"
-                for m in report["models"]
-            ),  # fmt: skip
-        ]
         atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-        atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+        atomic_write_text(out.with_suffix(".md"), markdown(report))
     return 0
 
 

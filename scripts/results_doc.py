@@ -130,14 +130,18 @@ def summary(_: str = "") -> list[str]:
     return table(head, rows)
 
 
+def _grid(png: Path) -> str | None:
+    """A link to a sample grid that `ptdit eval` wrote, if it did."""
+    return f"[grid]({png.relative_to(DOC.parent)})" if png.is_file() else None
+
+
 def scores(world: str) -> list[str]:
     """Every criterion of every evaluated model of `world` on the held-out prompts, with its sample grid."""
     all_runs = runs(world)
     keys = _keys(all_runs[0].report)
     rows = []
     for r in all_runs:
-        png = r.path / f"eval_{world}.png"
-        grid = f"[grid]({png.relative_to(DOC.parent)})" if png.is_file() else None
+        grid = _grid(r.path / f"eval_{world}.png")
         rows.append([r.model, r.label, _steps(r.report), *(r.report["scores"].get(k) for k in keys), grid])
     return table(["model", "run", "steps", *keys, "samples"], rows)
 
@@ -147,9 +151,11 @@ def train_split(world: str) -> list[str]:
     rows = []
     for r in runs(world):
         if report := _json(r.path / f"eval_{world}_train.json"):
-            rows.append([r.model, r.label, *report["scores"].values()])
+            rows.append(
+                [r.model, r.label, *report["scores"].values(), _grid(r.path / f"eval_{world}_train.png")]
+            )
             keys = list(report["scores"])
-    return table(["model", "run", *keys], rows) if rows else []
+    return table(["model", "run", *keys, "samples"], rows) if rows else []
 
 
 def _config(report: dict) -> str:
@@ -233,8 +239,8 @@ def kind_scores(report: dict) -> dict[str, dict]:
 
 
 def kinds(world: str) -> list[str]:
-    """Held-out scores of the key runs by kind of prompt, one group of columns per kind."""
-    found = [(r, kind_scores(r.report)) for r in key_runs(world) if r.report.get("samples")]
+    """Held-out scores by kind of prompt, one row per model, one group of columns per kind."""
+    found = [(r, kind_scores(r.report)) for r in runs(world) if r.report.get("samples")]
     cols = list(dict.fromkeys((kind, k) for _, by_kind in found for kind, s in by_kind.items() for k in s))
     head = [f"{COLUMN.get(k, k)} ({kind})" for kind, k in cols]
     rows = [[r.model, r.label, *(by_kind.get(kind, {}).get(k) for kind, k in cols)] for r, by_kind in found]

@@ -75,6 +75,10 @@ def test_readme_tables_are_current():
     assert sync_readme.main(["--check"]) == 0
 
 
+def test_quickstart_markdown_is_current():
+    assert (BENCH / "quickstart.md").read_text() == quickstart.markdown(_json(BENCH / "quickstart.json"))
+
+
 def test_timed_commands_are_the_readmes():
     for _name, command, _files in quickstart.GENERATE_COMMANDS:
         assert command in README

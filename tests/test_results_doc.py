@@ -7,14 +7,30 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("results_doc", REPO / "scripts" / "results_doc.py")
-results_doc = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(results_doc)
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+results_doc = _load("results_doc", REPO / "scripts" / "results_doc.py")
 
 
 def test_doc_tables_are_current():
     """Fails after an evaluation or a benchmark is rerun until `python scripts/results_doc.py` has been run."""
     assert results_doc.main(["--check"]) == 0
+
+
+def test_benchmark_markdown_is_current():
+    """Each decision-noise and relation-probe .md is what its script writes from the JSON beside it."""
+    for name in ("decision_noise", "relation_probe"):
+        script = _load(name, REPO / "benchmarks" / f"{name}.py")
+        for path in sorted((REPO / "benchmarks" / "results").glob(f"{name}_*.json")):
+            report = json.loads(path.read_text())
+            assert path.with_suffix(".md").read_text() == script.markdown(report), path.name
 
 
 def test_fill_rewrites_only_between_markers():
