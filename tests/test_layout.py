@@ -66,15 +66,29 @@ def test_cyclic_shift_round_trip(grid, window):
     assert torch.equal(cyclic_shift(x, shift)[:, 0, 0, 0], x[:, shift[0], shift[1], shift[2]])
 
 
+def _window_major_coords(grid, window):
+    """(f, h, w) of every window-major slot by raster arithmetic: windows in (f, h, w) order, tokens inside."""
+    (F_, H, W), (pf, ph, pw) = grid, window
+    windows = [(a, b, c) for a in range(F_ // pf) for b in range(H // ph) for c in range(W // pw)]
+    inside = [(i, j, k) for i in range(pf) for j in range(ph) for k in range(pw)]
+    return [(a * pf + i, b * ph + j, c * pw + k) for a, b, c in windows for i, j, k in inside]
+
+
 @pytest.mark.parametrize("grid,window", GRIDS)
-def test_shift_permutation_equals_roll_path(grid, window):
+def test_shift_permutation_gathers_the_rolled_grid(grid, window):
+    """Built by hand, not with the layout helpers the permutation is made of: slot s of the shifted layout holds
+    the token `shift` further along every axis (Swin's roll by -shift), wrapping around the border."""
     x = torch.randn(2, *grid, 3)
     shift = shift_size(window)
-    xw = window_partition(x, window)
+    coords = _window_major_coords(grid, window)
+    xw = torch.stack([x[:, f, h, w] for f, h, w in coords], 1)  # (B, N, 3) window-major
+    assert torch.equal(window_partition(x, window).flatten(1, 2), xw)
+    rolled = [tuple((c + s) % g for c, s, g in zip(coord, shift, grid)) for coord in coords]
+    expected = torch.stack([x[:, f, h, w] for f, h, w in rolled], 1)
     perm, inv = shift_permutation(grid, window, shift)
-    expected = window_partition(cyclic_shift(x, shift), window)
-    assert torch.equal(xw.flatten(1, 2)[:, perm].view_as(xw), expected)
-    assert torch.equal(expected.flatten(1, 2)[:, inv].view_as(xw), xw)
+    assert torch.equal(xw[:, perm], expected)
+    assert torch.equal(expected[:, inv], xw)
+    assert torch.equal(window_partition(cyclic_shift(x, shift), window).flatten(1, 2), expected)
 
 
 def test_region_labels_swin_slices():
