@@ -31,7 +31,12 @@ def test_eval_writes_scores_and_grid(tmp_path, capsys, world, task, frames, wind
             n_objects = 2 if " and " in sample["prompt"] or " while " in sample["prompt"] else 1
             assert len(sample["judged"]["motions"]) == n_objects
     ((key, value),) = report["headline"].items()
-    assert 0.0 <= value <= 1.0 and key in report["scores"]
+    headline = {"shapes-image": "accuracy", "shapes-video": "motion", "shapes-multiview": "consistency"}
+    assert key == headline[world]
+    # the headline is the share of the samples asked about it that the judge passed, recounted per sample
+    asked = [s["ok" if key == "accuracy" else key] for s in report["samples"]]
+    asked = [v for v in asked if v is not None]
+    assert asked and value == report["scores"][key] == sum(asked) / len(asked)
     assert (out / f"eval_{world}.png").is_file()
     printed = capsys.readouterr().out
     assert (
@@ -84,7 +89,8 @@ def test_eval_unknown_world_is_clear(tmp_path, capsys):
 
 
 def test_eval_fashion_mnist(tmp_path):
-    from ptdit.worlds.fashion_mnist import dataset_available
+    from ptdit.worlds.fashion_mnist import CLASS_NAMES, dataset_available, load_split, to_pixels
+    from ptdit.worlds.fmnist_nets import fid
 
     if not dataset_available():
         pytest.skip("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
@@ -96,5 +102,12 @@ def test_eval_fashion_mnist(tmp_path):
                      steps=1, world="fashion-mnist").write(tmp_path / "m")  # fmt: skip
     assert main(["eval", "--model", str(tmp_path / "m"), "--n", "20", "--out", str(tmp_path), "--quiet"]) == 0
     report = json.loads((tmp_path / "eval_fashion-mnist.json").read_text())
-    assert 0.0 <= report["scores"]["classifier_accuracy"] <= 1.0 and report["scores"]["fid"] > 0
-    assert len(report["scores"]["per_class_accuracy"]) == 10
+    scores, samples = report["scores"], report["samples"]
+    assert [s["label"] for s in samples] == [i % 10 for i in range(20)]  # two prompts per class
+    assert all(s["ok"] == (s["predicted"] == s["label"]) for s in samples)
+    assert scores["classifier_accuracy"] == sum(s["ok"] for s in samples) / 20
+    per_class = {n: sum(s["ok"] for s in samples if s["label"] == c) / 2 for c, n in enumerate(CLASS_NAMES)}
+    assert scores["per_class_accuracy"] == per_class
+    # an untrained model draws noise: farther from the test images than other test images are
+    real = to_pixels(load_split("test")[0][:40], 32)[:, None]
+    assert scores["fid"] > fid(real[:20], real[20:40])
