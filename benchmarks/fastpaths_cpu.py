@@ -91,11 +91,11 @@ def model_level(device: torch.device, dtype: torch.dtype, repeats: int, with_com
     if with_compile:
         variants.append(("+fuse+compile (blocks, inductor)", lambda m: compile_blocks(fuse_qkv(m))))
     with torch.no_grad():
-        ref = base(x, t, y)
+        ref = base(x, t, y, return_dict=False)[0]
         for name, transform in variants:
             model = transform(copy.deepcopy(base))
             t0 = time.perf_counter()
-            out = model(x, t, y)
+            out = model(x, t, y, return_dict=False)[0]
             first_s = time.perf_counter() - t0
             ms = statistics.median(
                 time_ms(lambda model=model: model(x, t, y), device, warmup=1, repeats=repeats)
@@ -116,8 +116,12 @@ def model_level(device: torch.device, dtype: torch.dtype, repeats: int, with_com
 
 def markdown(rows: list[dict], env: dict) -> str:
     lines = [
-        f"Setup: {env['device_name']} ({env['device']}, {env['threads']} threads), torch {env['torch']}, "
-        f"{env['dtype']}, {env['timer']} clock; median ms; first call includes cache building / compilation.",
+        "| machine | device | torch | threads | dtype | clock |",
+        "|---|---|---|---|---|---|",
+        f"| {env['device_name']} | {env['device']} | {env['torch']} | {env['threads']} | {env['dtype']} | "
+        f"{env['timer']} |",
+        "",
+        "Median ms; the first call includes cache building or compilation.",
         "",
         "| level | shape | path | ms | vs reference | first call (s) | max abs diff |",
         "|---|---|---|---|---|---|---|",

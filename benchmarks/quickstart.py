@@ -57,7 +57,7 @@ GENERATE_COMMANDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
 )
 TRAIN_EXAMPLE_MARKER = "ptdit train configs/example_folder.yaml"
-TRAIN_EXAMPLE_FILES = ("runs/my_images/model/model.safetensors", "outputs/manifest.json")
+TRAIN_EXAMPLE_FILES = ("runs/my_images/model/diffusion_pytorch_model.safetensors", "outputs/manifest.json")
 
 
 def readme_bash_blocks(readme: str) -> list[str]:

@@ -123,6 +123,7 @@ class PTDiTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PTDiTConfig:
+        d = {k: v for k, v in d.items() if not k.startswith("_")}  # diffusers' metadata (_class_name, ...)
         unknown = sorted(set(d) - set(field_names()))
         if unknown:
             raise ValueError(

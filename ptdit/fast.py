@@ -158,7 +158,8 @@ class CUDAGraphForward:
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph), torch.no_grad():
-            self.static_out = model(*self.static_in)
+            out = model(*self.static_in)
+            self.static_out = out if isinstance(out, Tensor) else out[0]  # a diffusers output's sample
 
     def __call__(self, *inputs: Tensor | None) -> Tensor:
         if len(inputs) != len(self.static_in):

@@ -1,19 +1,29 @@
 """PTDiT: patch embed + 3-D positions -> window-major tokens -> blocks -> final adaLN layer -> unpatchify.
 
-One code path for images (F = 1), video (F frames) and multi-view (the views as frames).
+One code path for images (F = 1), video (F frames) and multi-view (the views as frames). The class is a diffusers
+model (`ModelMixin` + `ConfigMixin`): `save_pretrained` / `from_pretrained`, offloading, layerwise casting, PEFT
+adapters and `enable_gradient_checkpointing()` work as on PixArt or Sana; `PTDiTConfig` validates its fields.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from .blocks import BlockContext, make_block
-from .config import PTDiTConfig
+from .config import PTDiTConfig, Window, field_names
 from .layers import CaptionProjection, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_3d
 from .layout import (
     key_padding_mask,
@@ -29,7 +39,8 @@ from .layout import (
 )
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers' name
+LEGACY_WEIGHTS_NAME = "model.safetensors"  # ptdit 0.1 model folders: still loaded, with a FutureWarning
 RELEASE_MASK_VALUE = -10000.0  # the released additive mask value (bf16: -9984)
 
 
@@ -41,19 +52,86 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
         return None
 
 
-class PTDiT(nn.Module):
-    """Proxy-Tokenized Diffusion Transformer.
+def weights_file(directory: str | Path) -> Path:
+    """The weights of a model folder: diffusers' file name, or the ptdit 0.1 name (with a FutureWarning)."""
+    directory = Path(directory)
+    if (directory / WEIGHTS_NAME).is_file() or not (directory / LEGACY_WEIGHTS_NAME).is_file():
+        return directory / WEIGHTS_NAME
+    warnings.warn(
+        f"{directory / LEGACY_WEIGHTS_NAME}: the ptdit 0.1 file name is deprecated and will not be read by ptdit "
+        f"0.3; save the model again (PTDiT.save_pretrained) to write {WEIGHTS_NAME}",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return directory / LEGACY_WEIGHTS_NAME
 
-    forward(x, timestep, encoder_hidden_states, encoder_attention_mask=None):
-        x: (B, C, F, H, W) latents (images F = 1; a 4-D (B, C, H, W) input is taken as one frame);
+
+class PTDiT(ModelMixin, ConfigMixin):
+    """Proxy-Tokenized Diffusion Transformer, a diffusers model.
+
+    Built from `PTDiTConfig` fields by name (`PTDiT(depth=6, hidden_size=128, ...)`, `PTDiT.from_config({...})`)
+    or from a `PTDiTConfig` (`PTDiT(config)`); the fields are checked by `PTDiTConfig` and kept typed in
+    `model.ptdit_config`; `model.config` is diffusers' frozen dict of the same fields.
+
+    forward(hidden_states, timestep, encoder_hidden_states, encoder_attention_mask=None, return_dict=True):
+        hidden_states: (B, C, F, H, W) latents (images F = 1; a 4-D (B, C, H, W) input is taken as one frame);
         timestep: (B,) floats on the 0..1000 scale (a scalar is broadcast);
         encoder_hidden_states: (B, L, caption_channels); encoder_attention_mask: (B, L) 0/1 or bool.
-        Returns (B, out_channels, F, H, W) (4-D in, 4-D out).
+        Returns `Transformer2DModelOutput(sample=(B, out_channels, F, H, W))` (4-D in, 4-D out), or the tuple
+        `(sample,)` with return_dict=False.
     """
 
-    def __init__(self, config: PTDiTConfig) -> None:
+    config_name = CONFIG_NAME
+    ignore_for_config = ["config"]
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["PTBlock", "FullBlock"]
+    _repeated_blocks = ["PTBlock", "FullBlock"]
+    _skip_layerwise_casting_patterns = ["x_embedder", "t_embedder", "t_block", "final_layer"]
+
+    @register_to_config
+    def __init__(
+        self,
+        config: PTDiTConfig | None = None,
+        *,
+        depth: int = 28,
+        hidden_size: int = 1152,
+        num_heads: int = 16,
+        patch_size: int = 2,
+        in_channels: int = 4,
+        out_channels: int | None = None,
+        caption_channels: int = 4096,
+        window: Window = (1, 8, 8),
+        proxy: str = "mean",
+        injection: str = "cross_attention",
+        use_giim: bool = True,
+        use_window_attention: bool = True,
+        use_shift_window: bool = True,
+        attention: str = "proxy",
+        block: str = "official",
+        mlp_ratio: float = 4.0,
+        norm_eps: float = 1e-6,
+        pad: bool = False,
+        numerics: str = "default",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        self.config = config
+        if config is None:
+            config = PTDiTConfig(
+                depth=depth, hidden_size=hidden_size, num_heads=num_heads, patch_size=patch_size,
+                in_channels=in_channels, out_channels=out_channels, caption_channels=caption_channels,
+                window=window, proxy=proxy, injection=injection, use_giim=use_giim,
+                use_window_attention=use_window_attention, use_shift_window=use_shift_window,
+                attention=attention, block=block, mlp_ratio=mlp_ratio, norm_eps=norm_eps, pad=pad,
+                numerics=numerics, extra=dict(extra or {}),
+            )  # fmt: skip
+        elif not isinstance(config, PTDiTConfig):
+            raise TypeError(
+                f"PTDiT(config) takes a PTDiTConfig, got {type(config).__name__}; or pass fields by name"
+            )
+        self.register_to_config(
+            **{f: getattr(config, f) for f in field_names()}
+        )  # the resolved, typed values
+        self.ptdit_config = config
         D = config.hidden_size
         self.x_embedder = PatchEmbed(config.in_channels, D, config.patch_size)
         self.t_embedder = TimestepEmbedder(D)
@@ -62,14 +140,28 @@ class PTDiT(nn.Module):
         self.blocks = nn.ModuleList([make_block(config, i) for i in range(config.depth)])
         self.final_layer = FinalLayer(D, config.patch_size, config.out_channels, config.norm_eps)
         self.final_layer.linear.zero_init = True  # DiT: a new model outputs zero
-        self.gradient_checkpointing = False
+        self.gradient_checkpointing = False  # set by diffusers' enable_gradient_checkpointing()
         self.attention_backend = "sdpa"
         self.initialize_weights()
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
+        """diffusers drops config keys it does not know with a warning; an unknown PT-DiT field is an error."""
+        unknown = sorted(
+            k
+            for k in config_dict
+            if not k.startswith("_") and k != "quantization_config" and k not in field_names()
+        )
+        if unknown:
+            raise ValueError(
+                f"unknown PTDiTConfig field(s) {unknown} in config; valid fields: {field_names()}"
+            )
+        return super().extract_init_dict(config_dict, **kwargs)
 
     # ------------------------------------------------------------------ init (all of it, here)
     @torch.no_grad()
     def initialize_weights(self) -> None:
-        D = self.config.hidden_size
+        D = self.ptdit_config.hidden_size
         for m in self.modules():  # DiT's basic init: xavier-uniform linears, zero biases
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -97,17 +189,10 @@ class PTDiT(nn.Module):
             for name in getattr(m, "zero_init_params", ()):
                 nn.init.zeros_(getattr(m, name))
 
-    def enable_gradient_checkpointing(self, enabled: bool = True) -> PTDiT:
-        self.gradient_checkpointing = enabled
-        return self
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     # ------------------------------------------------------------------ shapes
     def _prepare_input(self, x: Tensor) -> tuple[Tensor, tuple[int, int, int]]:
         """Validate x (B, C, F, H, W); pad it if config.pad. Returns the input to embed and the size to crop to."""
-        cfg = self.config
+        cfg = self.ptdit_config
         if x.dim() != 5:
             raise ValueError(
                 f"x must be (B, C, F, H, W) latents (or (B, C, H, W) for images), got shape {tuple(x.shape)}"
@@ -131,7 +216,7 @@ class PTDiT(nn.Module):
     @property
     def size_multiples(self) -> tuple[int, int, int]:
         """Latent (frames, height, width) must be multiples of these (p_f, p * p_h, p * p_w)."""
-        p, (pf, ph, pw) = self.config.patch_size, self.config.window
+        p, (pf, ph, pw) = self.ptdit_config.patch_size, self.ptdit_config.window
         return (pf, p * ph, p * pw)
 
     def check_size(self, frames: int, height: int, width: int) -> None:
@@ -139,7 +224,7 @@ class PTDiT(nn.Module):
 
         With config.pad every size fits (the input is padded and the output cropped).
         """
-        if self.config.pad:
+        if self.ptdit_config.pad:
             return
         problems = []
         for name, s, m in zip(("frames", "height", "width"), (frames, height, width), self.size_multiples):
@@ -149,8 +234,10 @@ class PTDiT(nn.Module):
                 problems.append(f"latent {name} {s} is not a multiple of {m}: use {nearest}")
         if problems:
             raise ValueError(
-                f"latent size {(frames, height, width)} does not fit window {self.config.window} with patch "
-                f"{self.config.patch_size} (" + "; ".join(problems) + "), or build the model with pad=True"
+                f"latent size {(frames, height, width)} does not fit window {self.ptdit_config.window} with patch "
+                f"{self.ptdit_config.patch_size} ("
+                + "; ".join(problems)
+                + "), or build the model with pad=True"
             )
 
     def _text_mask(self, mask: Tensor | None, y: Tensor, attn_dtype: torch.dtype) -> Tensor | None:
@@ -166,7 +253,7 @@ class PTDiT(nn.Module):
         if not capturing and not bool(keep.any(dim=1).all()):
             raise ValueError("encoder_attention_mask has a sample with no valid text token (an all-zero row)")
         keep = keep[:, None, None, :]  # (B, 1, 1, L): broadcast over heads and queries
-        if self.config.numerics == "release":
+        if self.ptdit_config.numerics == "release":
             return (~keep).to(y.dtype) * RELEASE_MASK_VALUE
         return torch.zeros(keep.shape, dtype=attn_dtype, device=keep.device).masked_fill_(
             ~keep, float("-inf")
@@ -184,7 +271,7 @@ class PTDiT(nn.Module):
 
         valid: the token grid of the input before padding (None or equal to `grid`: no padding).
         """
-        window = self.config.window
+        window = self.ptdit_config.window
         ctx = BlockContext(grid=grid, window=window, text_mask=text_mask, backend=self.attention_backend)
         padded = valid is not None and tuple(valid) != tuple(grid)
         if padded:
@@ -198,13 +285,13 @@ class PTDiT(nn.Module):
             if any(shift) and padded:
                 ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
                 allowed = shift_pad_mask(grid, valid, window, shift, device)  # (nW, 1, n, n) bool
-                if self.config.numerics == "release":
+                if self.ptdit_config.numerics == "release":
                     ctx.shift_mask = (~allowed).to(self.x_embedder.proj.weight.dtype) * RELEASE_MASK_VALUE
                 else:
                     ctx.shift_mask = allowed
             elif any(shift):
                 ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
-                if self.config.numerics == "release":
+                if self.ptdit_config.numerics == "release":
                     mask = shift_window_mask(grid, window, shift, device)
                     if mask is not None:
                         dtype = self.x_embedder.proj.weight.dtype
@@ -217,12 +304,14 @@ class PTDiT(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(
         self,
-        x: Tensor,
+        hidden_states: Tensor,
         timestep: Tensor | float,
         encoder_hidden_states: Tensor,
         encoder_attention_mask: Tensor | None = None,
-    ) -> Tensor:
-        cfg = self.config
+        return_dict: bool = True,
+    ) -> Transformer2DModelOutput | tuple[Tensor]:
+        cfg = self.ptdit_config
+        x = hidden_states
         image_input = x.dim() == 4
         if image_input:
             x = x.unsqueeze(2)
@@ -263,7 +352,7 @@ class PTDiT(nn.Module):
 
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, t6, y, ctx, use_reentrant=False)
+                h = self._gradient_checkpointing_func(block, h, t6, y, ctx)
             else:
                 h = block(h, t6, y, ctx)
 
@@ -271,57 +360,106 @@ class PTDiT(nn.Module):
         out = self.unpatchify(out, grid)[:, :, :F_, :H, :W]  # crop any padding
         if cfg.numerics == "release":
             out = out.float()  # the release returns fp32
-        return out[:, :, 0] if image_input else out
+        out = out[:, :, 0] if image_input else out
+        return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
     def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
         """(B, nW, n, p*p*C) window-major -> (B, C, F, h*p, w*p); features read as (p_row, p_col, C)."""
-        p, C = self.config.patch_size, self.config.out_channels
+        p, C = self.ptdit_config.patch_size, self.ptdit_config.out_channels
         F_, h, w = grid
-        x = window_merge(x, grid, self.config.window)  # (B, F, h, w, p*p*C)
+        x = window_merge(x, grid, self.ptdit_config.window)  # (B, F, h, w, p*p*C)
         x = x.reshape(x.shape[0], F_, h, w, p, p, C)
         x = x.permute(0, 6, 1, 2, 4, 3, 5)  # (B, C, F, h, p, w, p)
         return x.reshape(x.shape[0], C, F_, h * p, w * p)
 
     # ------------------------------------------------------------------ save / load
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `config.json` and `model.safetensors` (atomically) into `directory`."""
-        from .io import atomic_write_text, save_safetensors_atomic
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_safetensors_atomic(self.state_dict(), directory / WEIGHTS_NAME)
-        atomic_write_text(directory / CONFIG_NAME, self.config.to_json())
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """diffusers' save_pretrained (`config.json` + `diffusion_pytorch_model.safetensors`), written into a
+        temporary folder beside `save_directory` and renamed into place file by file, so that an interrupted
+        save never leaves a half-written file. Returns the folder."""
+        directory = Path(save_directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+        try:
+            super().save_pretrained(tmp, **kwargs)
+            directory.mkdir(exist_ok=True)
+            for f in sorted(tmp.iterdir(), key=lambda f: f.name == CONFIG_NAME):  # the config last
+                os.replace(f, directory / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return directory
 
     @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | Path,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | None = None,
-        **overrides,
-    ) -> PTDiT:
-        """Load a model directory written by `save_pretrained` (or `ptdit convert-official`).
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PTDiT:
+        """Load a model folder: diffusers' layout (`save_pretrained`, `subfolder=`, `torch_dtype=` and diffusers'
+        other loading options) or the ptdit 0.1 layout (`model.safetensors`, FutureWarning).
 
-        Keyword overrides change config fields that do not change the weights (e.g. pad=True).
+        The folder is checked first (files, config fields, weight names and shapes), so that a bad folder is one
+        clear ValueError / FileNotFoundError. Keyword arguments that name config fields override them where they
+        do not change the weights (e.g. pad=True). The ptdit 0.1 keywords `device=` and `dtype=` still work.
         """
-        from .io import load_state_dict_strict, read_safetensors
+        device = kwargs.pop("device", None)
+        if "dtype" in kwargs:
+            kwargs.setdefault("torch_dtype", kwargs.pop("dtype"))
+        directory = Path(pretrained_model_name_or_path) / kwargs.get("subfolder", "")
+        overrides = {k: v for k, v in kwargs.items() if k in field_names()}
+        config, weights, dtype = _check_model_folder(directory, overrides)
+        kwargs.setdefault("torch_dtype", dtype)  # as saved (bundled models: bf16), unless asked otherwise
+        if weights.name == LEGACY_WEIGHTS_NAME:
+            from .io import load_state_dict_strict, read_safetensors
 
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"model directory {directory} does not exist")
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} is missing: a ptdit model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}"
-                )
-        config = PTDiTConfig.from_json(config_path)
-        if overrides:
-            config = config.replace(**overrides)
-        with torch.device("meta"):
-            model = cls(config)
-        state = read_safetensors(weights_path)
-        load_state_dict_strict(model, state, source=str(weights_path), assign=True)
-        model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-        return model.eval()
+            with torch.device("meta"):
+                model = cls(config)
+            load_state_dict_strict(model, read_safetensors(weights), source=str(weights), assign=True)
+            dtype = kwargs.get("torch_dtype")
+            model = model.to(dtype=dtype) if dtype is not None else model
+        else:
+            model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return (model.to(device) if device is not None else model).eval()
+
+
+def _check_model_folder(directory: Path, overrides: dict[str, Any]) -> tuple[PTDiTConfig, Path, torch.dtype]:
+    """(config, weights file, weight dtype) of a model folder, or one clear error naming what is wrong."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"model folder {directory} does not exist")
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path} is missing: a PT-DiT model folder holds {CONFIG_NAME} and {WEIGHTS_NAME}"
+        )
+    weights = weights_file(directory)
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{weights} is missing: a PT-DiT model folder holds {CONFIG_NAME} and {WEIGHTS_NAME}"
+        )
+    try:
+        fields = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path} is not valid JSON: {e}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"{config_path} must hold a JSON object of PTDiTConfig fields")
+    fields = {k: v for k, v in fields.items() if not k.startswith("_")}
+    try:
+        config = PTDiTConfig.from_dict({**fields, **overrides})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{config_path}: {e}") from None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise ValueError(f"{weights} is not a readable safetensors file ({e})") from None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in PTDiT(config).state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    wrong = sorted(
+        f"{k} {shapes[k]} vs {expected[k]}" for k in set(expected) & set(shapes) if shapes[k] != expected[k]
+    )
+    if missing or unexpected or wrong:
+        parts = [f"{t}: {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}" for t, v in
+                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", wrong)) if v]  # fmt: skip
+        raise ValueError(f"weights in {weights} do not match the model config ({'; '.join(parts)})")
+    saved = {"BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
+    return config, weights, next((saved[d] for d in sorted(dtypes) if d in saved), torch.float32)

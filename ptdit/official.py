@@ -311,7 +311,7 @@ def convert_official_checkpoint(
     window: tuple[int, int, int] | None = None,
     dtype: torch.dtype | str | None = None,
 ) -> PTDiT:
-    """Write a ptdit model directory (config.json + model.safetensors) for an official checkpoint; returns the model.
+    """Write a ptdit model directory (config.json + diffusion_pytorch_model.safetensors) for an official checkpoint; returns the model.
 
     The model is converted fully in memory, written into a temporary sibling directory and renamed into place,
     so an error never leaves a half-written `out_dir`. An existing non-empty `out_dir` is refused.
@@ -384,7 +384,7 @@ def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="ptdit convert-official",
         description="Convert the released Qihoo-T2I predictor checkpoint (.pt or .safetensors) into a ptdit "
-        "model directory (config.json + model.safetensors) that PTDiT.from_pretrained and every ptdit command load.",
+        "model directory (config.json + diffusion_pytorch_model.safetensors) that PTDiT.from_pretrained and every ptdit command load.",
     )
     parser.add_argument("ckpt", type=Path, help="official checkpoint (.pt/.pth/.bin or .safetensors)")
     parser.add_argument("out_dir", type=Path, help="new model directory to write")
@@ -418,7 +418,7 @@ def cli_main(argv: list[str]) -> int:
     )
     weight_dtype = next(model.parameters()).dtype
     print(
-        f"wrote {args.out_dir}: {_describe(model.config)}, heads {model.config.num_heads}, window {model.config.window}, "
+        f"wrote {args.out_dir}: {_describe(model.ptdit_config)}, heads {model.config.num_heads}, window {model.config.window}, "
         f"{model.num_parameters():,} parameters, {weight_dtype}, numerics={model.config.numerics}"
     )
     return 0

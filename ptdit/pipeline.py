@@ -1,6 +1,6 @@
 """Generation: prompts -> text encoder -> sampler loop over the model -> autoencoder decode -> files.
 
-`Pipeline.from_pretrained(model_dir)` reads the model directory (config.json + model.safetensors) and, if present,
+`Pipeline.from_pretrained(model_dir)` reads the model directory (config.json + diffusion_pytorch_model.safetensors) and, if present,
 its `pipeline.json` (the text encoder, autoencoder and default sizes the model was trained with). `ptdit generate`
 wraps it: images -> PNG, video -> MP4 + GIF, multi-view -> one PNG per view + a grid, and a manifest.json that
 records the prompt, seed and settings of every output.
@@ -33,7 +33,7 @@ def bundled_model_dir(task: str) -> Path:
     if task not in BUNDLED:
         raise ValueError(f"unknown task {task!r}; use one of {TASKS}")
     path = BUNDLED_DIR / BUNDLED[task]
-    if not (path / "model.safetensors").is_file():
+    if not (path / "config.json").is_file():
         raise FileNotFoundError(f"the bundled {task} model is missing at {path}; pass --model DIR")
     return path
 

@@ -134,7 +134,7 @@ def guided_velocity(
     t_in = torch.as_tensor(t, dtype=torch.float32, device=x.device).reshape(-1)
     t_in = t_in.expand(x_in.shape[0]) if t_in.numel() == 1 else t_in.repeat(2 if guided else 1)
     dtype = _model_dtype(model)
-    out = model(x_in.to(dtype), t_in, text.to(dtype), text_mask)
+    out = model(x_in.to(dtype), t_in, text.to(dtype), text_mask, return_dict=False)[0]
     v = out[:, : model.config.in_channels].float()
     if not guided:
         return v

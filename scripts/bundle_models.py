@@ -30,6 +30,7 @@ import yaml
 from ptdit.bench.timing import cpu_name
 from ptdit.evaluate import evaluate
 from ptdit.io import read_safetensors, save_safetensors_atomic
+from ptdit.model import WEIGHTS_NAME
 from ptdit.training.checkpoint import (
     TRAIN_CONFIG_NAME,
     export_model,
@@ -119,8 +120,8 @@ def export_bf16(run_dir: Path, out: Path, weights: str) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     export_model(ckpt, tmp, weights=weights)
-    state = read_safetensors(tmp / "model.safetensors")
-    save_safetensors_atomic({k: v.to(torch.bfloat16) for k, v in state.items()}, tmp / "model.safetensors")
+    state = read_safetensors(tmp / WEIGHTS_NAME)
+    save_safetensors_atomic({k: v.to(torch.bfloat16) for k, v in state.items()}, tmp / WEIGHTS_NAME)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return ckpt

@@ -54,7 +54,7 @@ def zero_init_params(model):
 @pytest.mark.parametrize("overrides", VARIANTS, ids=IDS)
 def test_a_new_model_outputs_zero(overrides):
     model = PTDiT(tiny(**overrides))
-    out = model(*inputs())
+    out = model(*inputs()).sample
     assert out.shape == (2, 4, 1, 16, 16)
     assert torch.equal(out, torch.zeros_like(out))
     out.sum().backward()  # the final layer still learns: its gradient is non-zero
@@ -80,13 +80,13 @@ def test_giim_enters_through_a_zero_initialised_layer(overrides):
 
     def change_from_proxy_attention():
         with torch.no_grad():
-            ref = model(x, t, y)
+            ref = model(x, t, y).sample
             saved = [b.proxy_attn.to_v.weight.clone() for b in model.blocks]
             g = torch.Generator().manual_seed(2)
             for b in model.blocks:
                 w = b.proxy_attn.to_v.weight
                 w.add_(torch.randn(w.shape, generator=g))
-            out = model(x, t, y)
+            out = model(x, t, y).sample
             for b, w in zip(model.blocks, saved):
                 b.proxy_attn.to_v.weight.copy_(w)
         return (out - ref).abs().max().item()
@@ -158,5 +158,5 @@ def test_padded_tokens_do_not_reach_valid_tokens(overrides, F, H, W):
 def test_padded_model_output_is_cropped_and_finite():
     model = PTDiT(tiny(pad=True, window=(4, 2, 2)))
     randomise(zero_init_params(model))
-    out = model(*inputs(F=5, H=10, W=6))
+    out = model(*inputs(F=5, H=10, W=6)).sample
     assert out.shape == (2, 4, 5, 10, 6) and torch.isfinite(out).all()

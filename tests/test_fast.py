@@ -171,10 +171,10 @@ def test_flex_falls_back_to_sdpa_for_gradients_on_cpu():
 def test_split_backend_whole_model_matches_reference(block, F, window):
     model = model_with_live_branches(tiny(block, window=window))
     x, t, y, m = inputs(F=F)
-    ref = model(x, t, y, m)
+    ref = model(x, t, y, m).sample
     grads_ref = torch.autograd.grad(ref.square().mean(), list(model.parameters()))
     set_attention_backend(model, "split")
-    out = model(x, t, y, m)
+    out = model(x, t, y, m).sample
     grads = torch.autograd.grad(out.square().mean(), list(model.parameters()))
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     for a, b in zip(grads, grads_ref):
@@ -194,7 +194,7 @@ def test_fuse_qkv_matches_and_trains(block):
     assert any(isinstance(m, FusedQKVAttention) for m in fused.modules())
     assert list(fused.state_dict()) == list(model.state_dict())  # weights keep their names
     x, t, y, m = inputs()
-    ref, out = model(x, t, y, m), fused(x, t, y, m)
+    ref, out = model(x, t, y, m).sample, fused(x, t, y, m).sample
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     g_ref = torch.autograd.grad(ref.square().mean(), list(model.parameters()))
     g = torch.autograd.grad(out.square().mean(), list(fused.parameters()))
@@ -206,10 +206,10 @@ def test_fused_cache_follows_weight_updates():
     model = fuse_qkv(model_with_live_branches(tiny())).eval()
     x, t, y, m = inputs()
     with torch.no_grad():
-        before = model(x, t, y, m)
+        before = model(x, t, y, m).sample
         model.blocks[0].window_attn.to_k.weight.add_(0.5)  # an in-place update (as an optimizer step does)
-        after = model(x, t, y, m)
-        reference = unfuse_qkv(model)(x, t, y, m)
+        after = model(x, t, y, m).sample
+        reference = unfuse_qkv(model)(x, t, y, m).sample
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, reference, atol=1e-5, rtol=1e-5)
 
@@ -222,14 +222,14 @@ def test_compile_blocks_shares_graphs_and_does_not_recompile(block, graphs):
     model = model_with_live_branches(tiny(block, depth=4)).eval()
     x, t, y, m = inputs()
     with torch.no_grad():
-        ref = model(x, t, y, m)
+        ref = model(x, t, y, m).sample
         compiled = compile_blocks(copy.deepcopy(model), backend="aot_eager")  # dynamo's guards, no C++ build
-        torch.testing.assert_close(compiled(x, t, y, m), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(compiled(x, t, y, m).sample, ref, atol=1e-5, rtol=1e-5)
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # one per block kind
         x2, t2, y2, m2 = inputs(seed=3)
         with torch._dynamo.config.patch(error_on_recompile=True):
-            out2 = compiled(x2, t2, y2, m2)  # same bucket (shape), new values: no recompilation
-        torch.testing.assert_close(out2, model(x2, t2, y2, m2), atol=1e-5, rtol=1e-5)
+            out2 = compiled(x2, t2, y2, m2).sample  # same bucket (shape), new values: no recompilation
+        torch.testing.assert_close(out2, model(x2, t2, y2, m2).sample, atol=1e-5, rtol=1e-5)
     torch._dynamo.reset()
 
 
@@ -239,12 +239,12 @@ def test_compile_blocks_with_fused_qkv_keeps_one_graph_and_drops_eager_backends(
     model = model_with_live_branches(tiny(depth=3)).eval()
     x, t, y, m = inputs()
     with torch.no_grad():
-        ref = model(x, t, y, m)
+        ref = model(x, t, y, m).sample
         fast = set_attention_backend(fuse_qkv(copy.deepcopy(model)), "split")
         with pytest.warns(UserWarning, match="eager mode"):
             compile_blocks(fast, backend="aot_eager")
         assert fast.attention_backend == "sdpa"
-        torch.testing.assert_close(fast(x, t, y, m), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast(x, t, y, m).sample, ref, atol=1e-5, rtol=1e-5)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     assert not torch._dynamo.utils.counters["graph_break"]
     torch._dynamo.reset()
@@ -297,11 +297,11 @@ def test_bf16_forward_tracks_fp64_reference():
     model = model_with_live_branches(tiny())
     x, t, y, m = inputs()
     with torch.no_grad():
-        ref = copy.deepcopy(model).double()(x.double(), t, y.double(), m)
+        ref = copy.deepcopy(model).double()(x.double(), t, y.double(), m).sample
         with bf16_numerics():
             out = optimize_for_inference(copy.deepcopy(model), dtype=torch.bfloat16)(
                 x.bfloat16(), t, y.bfloat16(), m
-            )
+            ).sample
     rel = (out.double() - ref).norm() / ref.norm()
     assert out.dtype == torch.bfloat16 and rel < 2e-2
 
@@ -324,9 +324,9 @@ def test_cuda_graph_forward_matches_eager():
     model = model_with_live_branches(tiny()).cuda().eval()
     x, t, y, m = (v.cuda() for v in inputs())
     with torch.no_grad():
-        ref = model(x, t, y, m)
+        ref = model(x, t, y, m).sample
     graph = CUDAGraphForward(model, x, t, y, m)
     torch.testing.assert_close(graph(x, t, y, m), ref, atol=1e-4, rtol=1e-4)
     x2, t2, y2, m2 = (v.cuda() for v in inputs(seed=5))
     with torch.no_grad():
-        torch.testing.assert_close(graph(x2, t2, y2, m2).clone(), model(x2, t2, y2, m2), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(graph(x2, t2, y2, m2).clone(), model(x2, t2, y2, m2).sample, atol=1e-4, rtol=1e-4)

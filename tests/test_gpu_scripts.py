@@ -35,7 +35,7 @@ def test_train_shapes_trains_scores_and_packs_both_runs(tmp_path):
         names = set(tar.getnames())
         report = json.load(tar.extractfile("docs/results/eval_shapes-image.json"))
         baseline = json.load(tar.extractfile("docs/results/baseline/eval_shapes-image.json"))
-    assert "ptdit/assets/models/shapes-image/model.safetensors" in names
+    assert "ptdit/assets/models/shapes-image/diffusion_pytorch_model.safetensors" in names
     assert {"runs/shapes_image/machine.json", "runs/shapes_image_full/train_log.jsonl"} <= names
     for r in (report, baseline):
         assert (

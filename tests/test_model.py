@@ -49,7 +49,7 @@ def inputs(B=2, F=1, H=16, W=16, L=5, C=4, caption=16, seed=0, dtype=torch.float
 def test_output_shapes(block, F, H, W, window):
     model = randomise_zero_linears(PTDiT(tiny(block, window=window)))
     x, t, y = inputs(F=F, H=H, W=W)
-    out = model(x, t, y)
+    out = model(x, t, y).sample
     assert out.shape == (2, 4, F, H, W)  # out_channels defaults to in_channels
     assert torch.isfinite(out).all()
 
@@ -57,9 +57,9 @@ def test_output_shapes(block, F, H, W, window):
 def test_four_dim_image_input_and_scalar_timestep():
     model = randomise_zero_linears(PTDiT(tiny()))  # a new model outputs zero: the comparison would be empty
     x, t, y = inputs()
-    out4 = model(x[:, :, 0], 500.0, y)
+    out4 = model(x[:, :, 0], 500.0, y).sample
     assert out4.shape == (2, 4, 16, 16)
-    assert torch.allclose(out4, model(x, torch.full((2,), 500.0), y)[:, :, 0])
+    assert torch.allclose(out4, model(x, torch.full((2,), 500.0), y).sample[:, :, 0])
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_variants_run_and_train(overrides):
     torch.manual_seed(0)
     model = randomize_zero_init(PTDiT(tiny(**overrides)), generator=torch.Generator().manual_seed(0))
     x, t, y = inputs()
-    out = model(x, t, y)
+    out = model(x, t, y).sample
     out.square().mean().backward()
     assert out.shape == (2, 4, 1, 16, 16)
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
@@ -136,10 +136,10 @@ def test_bad_size_names_nearest_valid_sizes_and_pad_crops():
         model(x, t, y)
     padded = PTDiT(tiny(window=(1, 2, 2), pad=True))
     padded.load_state_dict(model.state_dict())
-    out = padded(x, t, y)
+    out = padded(x, t, y).sample
     assert out.shape == (2, 4, 1, 18, 16)
     video = PTDiT(tiny(window=(4, 2, 2), pad=True))
-    assert video(*inputs(F=5, H=8, W=8)).shape == (2, 4, 5, 8, 8)
+    assert video(*inputs(F=5, H=8, W=8)).sample.shape == (2, 4, 5, 8, 8)
     with pytest.raises(ValueError, match="channels"):
         model(torch.randn(1, 3, 1, 16, 16), t[:1], y[:1])
     with pytest.raises(ValueError, match="encoder_hidden_states"):
@@ -151,11 +151,11 @@ def test_two_resolutions_in_a_row(block):
     model = randomise_zero_linears(PTDiT(tiny(block, window=(1, 2, 2)))).eval()
     a, ta, ya = inputs(H=16, W=16)
     b, tb, yb = inputs(H=24, W=32, seed=1)
-    out_a = model(a, ta, ya)
-    out_b = model(b, tb, yb)  # a stale shift mask or permutation from the first shape would break this
+    out_a = model(a, ta, ya).sample
+    out_b = model(b, tb, yb).sample  # a stale shift mask or permutation from the first shape would break this
     fresh = copy.deepcopy(model)
-    assert torch.equal(out_b, fresh(b, tb, yb))
-    assert torch.equal(out_a, model(a, ta, ya))
+    assert torch.equal(out_b, fresh(b, tb, yb).sample)
+    assert torch.equal(out_a, model(a, ta, ya).sample)
 
 
 # ------------------------------------------------------------------------------------------- bug 1: timesteps
@@ -166,9 +166,9 @@ def test_mixed_timesteps_each_sample_gets_its_own_output(block):
     x, _, y = inputs(B=3, dtype=torch.float64)
     t = torch.tensor([1.0, 500.0, 999.0], dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
-    batched = model(x, t, y, mask)
+    batched = model(x, t, y, mask).sample
     for i in range(3):
-        single = model(x[i : i + 1], t[i : i + 1], y[i : i + 1], mask[i : i + 1])
+        single = model(x[i : i + 1], t[i : i + 1], y[i : i + 1], mask[i : i + 1]).sample
         assert torch.allclose(batched[i : i + 1], single, atol=1e-10), i
 
 
@@ -182,9 +182,9 @@ def test_text_padding_beyond_mask_does_not_change_output(block, numerics):
     y2 = y.clone()
     y2[0, 3:] = torch.randn(2, 16, dtype=torch.float64) * 10
     y2[1, 2:] = torch.randn(3, 16, dtype=torch.float64) * 10
-    assert torch.allclose(model(x, t, y, mask), model(x, t, y2, mask), atol=1e-10)
-    assert not torch.allclose(model(x, t, y), model(x, t, y2))  # without the mask the padding matters
-    assert torch.allclose(model(x, t, y[:, :3], mask[:, :3]), model(x, t, y, mask), atol=1e-10)
+    assert torch.allclose(model(x, t, y, mask).sample, model(x, t, y2, mask).sample, atol=1e-10)
+    assert not torch.allclose(model(x, t, y).sample, model(x, t, y2).sample)  # without the mask the padding matters
+    assert torch.allclose(model(x, t, y[:, :3], mask[:, :3]).sample, model(x, t, y, mask).sample, atol=1e-10)
 
 
 def test_all_masked_text_row_is_a_clear_error():
@@ -353,9 +353,9 @@ def test_release_numerics_masks_equal_boolean_masks():
     release.load_state_dict(base.state_dict())
     x, t, y = inputs(H=24, W=24, dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    out = release(x, t, y, mask)
+    out = release(x, t, y, mask).sample
     assert out.dtype == torch.float32  # the release returns fp32
-    assert torch.allclose(base(x, t, y, mask).float(), out, atol=1e-6)
+    assert torch.allclose(base(x, t, y, mask).sample.float(), out, atol=1e-6)
 
 
 def test_full_attention_equals_naive_reference():
@@ -395,9 +395,9 @@ def test_math_backend_matches_sdpa():
     model = randomise_zero_linears(PTDiT(tiny())).eval()
     x, t, y = inputs()
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    ref = model(x, t, y, mask)
+    ref = model(x, t, y, mask).sample
     model.attention_backend = "math"
-    assert torch.allclose(model(x, t, y, mask), ref, atol=1e-5)
+    assert torch.allclose(model(x, t, y, mask).sample, ref, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------- locality at init
@@ -406,7 +406,7 @@ def _changed_windows(model, window):
     x2 = x.clone()
     x2[:, :, 0, 0:2, 0:2] += 1.0  # the token at grid (0, 0): window 0
     with torch.no_grad():
-        diff = (model(x2, t, y) - model(x, t, y)).abs().sum(1)[0, 0]  # (16, 16) latent pixels
+        diff = (model(x2, t, y).sample - model(x, t, y).sample).abs().sum(1)[0, 0]  # (16, 16) latent pixels
     # per token (2x2 pixels) -> per window
     per_token = diff.view(8, 2, 8, 2).sum((1, 3))
     per_window = per_token.view(8 // window[1], window[1], 8 // window[2], window[2]).sum((1, 3))
@@ -436,11 +436,11 @@ def test_gradient_checkpointing_gives_same_gradients(block):
     torch.manual_seed(0)
     model = randomise_zero_linears(PTDiT(tiny(block)))
     x, t, y = inputs()
-    model(x, t, y).square().mean().backward()
+    model(x, t, y).sample.square().mean().backward()
     ref = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
     model.enable_gradient_checkpointing()
-    model(x, t, y).square().mean().backward()
+    model(x, t, y).sample.square().mean().backward()
     for n, p in model.named_parameters():
         assert torch.allclose(p.grad, ref[n], atol=1e-6), n
 
@@ -449,13 +449,13 @@ def test_gradient_checkpointing_gives_same_gradients(block):
 def test_bf16_autocast_close_to_fp32(block):
     model = randomise_zero_linears(PTDiT(tiny(block))).eval()
     x, t, y = inputs()
-    ref = model(x, t, y)
+    ref = model(x, t, y).sample
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(x, t, y)
+        out = model(x, t, y).sample
     assert torch.isfinite(out).all()
     assert (out.float() - ref).norm() / ref.norm() < 0.05
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
-    out = bf16(x.bfloat16(), t, y.bfloat16())
+    out = bf16(x.bfloat16(), t, y.bfloat16()).sample
     assert out.dtype == torch.bfloat16 and (out.float() - ref).norm() / ref.norm() < 0.05
 
 
@@ -463,13 +463,13 @@ def test_bf16_autocast_close_to_fp32(block):
 def test_save_load_bit_identical(tmp_path, block):
     model = randomise_zero_linears(PTDiT(tiny(block, injection="linear"))).eval()
     model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
     loaded = PTDiT.from_pretrained(tmp_path / "m")
-    assert loaded.config == model.config
+    assert loaded.ptdit_config == model.ptdit_config
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
     x, t, y = inputs()
-    assert torch.equal(model(x, t, y), loaded(x, t, y))
+    assert torch.equal(model(x, t, y).sample, loaded(x, t, y).sample)
 
 
 def test_load_errors_are_clear(tmp_path):
@@ -480,9 +480,9 @@ def test_load_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="shape mismatches"):
         PTDiT.from_pretrained(tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text(tiny(depth=3).to_json())
-    with pytest.raises(ValueError, match="missing keys: blocks.2"):
+    with pytest.raises(ValueError, match="missing: blocks.2"):
         PTDiT.from_pretrained(tmp_path / "m")
-    (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
+    (tmp_path / "m" / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         PTDiT.from_pretrained(tmp_path / "m")
 
@@ -498,4 +498,4 @@ def test_shape_caches_built_in_inference_mode_serve_training():
     x, t, y = inputs(H=20, W=28)  # a size no other test uses, so the caches are built here
     with torch.inference_mode():
         model(x, t, y)
-    model(x, t, y).square().mean().backward()  # would fail on inference tensors saved for backward
+    model(x, t, y).sample.square().mean().backward()  # would fail on inference tensors saved for backward

@@ -311,7 +311,7 @@ def test_converted_model_matches_reference_forward(tiny):
     assert model.config.extra == {"source": "qihoo-t2x-official", "file": "tiny.pt"}
     x, t, y, mask = inputs()  # 48x48 latent -> 24x24 tokens -> 3x3 windows of 8x8; equal timesteps
     with torch.no_grad():
-        ours = model(x, t, y, mask)
+        ours = model(x, t, y, mask).sample
         ref = reference_forward(state, x, t, y, mask, heads=4)
         no_text_mask = reference_forward(state, x, t, y, torch.ones_like(mask), heads=4)
     assert ours.shape == ref.shape == (2, 8, 1, 48, 48)
@@ -338,7 +338,7 @@ def test_released_bugs_change_nothing_for_square_images_and_equal_timesteps(tiny
     state, _, model = tiny
     x, t, y, mask = inputs()
     with torch.no_grad():
-        ours = model(x, t, y, mask)
+        ours = model(x, t, y, mask).sample
         for bugs in (dict(bug_tiling=True), dict(bug_pe=True), dict(bug_tiling=True, bug_pe=True)):
             assert (reference_forward(state, x, t, y, mask, heads=4, **bugs) - ours).abs().max().item() < 1e-5
 
@@ -347,14 +347,14 @@ def test_released_bugs_differ_for_mixed_timesteps_and_non_square_grids(tiny):
     state, _, model = tiny
     with torch.no_grad():
         x, t, y, mask = inputs(t=(200.0, 900.0))  # different timesteps in one batch
-        ours = model(x, t, y, mask)
+        ours = model(x, t, y, mask).sample
         assert (reference_forward(state, x, t, y, mask, heads=4) - ours).abs().max().item() < 1e-5
         assert (
             reference_forward(state, x, t, y, mask, heads=4, bug_tiling=True) - ours
         ).abs().max().item() > 1e-3
 
         x, t, y, mask = inputs(h=48, w=64)  # 24x32 token grid -> 3x4 windows
-        ours = model(x, t, y, mask)
+        ours = model(x, t, y, mask).sample
         assert (reference_forward(state, x, t, y, mask, heads=4) - ours).abs().max().item() < 1e-5
         assert (
             reference_forward(state, x, t, y, mask, heads=4, bug_pe=True) - ours
@@ -369,9 +369,9 @@ def test_bf16_release_path_is_close_to_the_reference(tiny):
     state16 = {k: v.bfloat16() for k, v in state.items()}
     x, t, y, mask = inputs(h=32, w=32, t=(983.05, 983.05))  # 2x2 windows: the shift mask is used
     with torch.no_grad():
-        ours = bf16(x.bfloat16(), t, y.bfloat16(), mask).float()
+        ours = bf16(x.bfloat16(), t, y.bfloat16(), mask).sample.float()
         ref = reference_forward(state16, x, t, y, mask, heads=4)
-        ours32 = fp32_model(x, t, y, mask)
+        ours32 = fp32_model(x, t, y, mask).sample
     assert torch.equal(ours, ref.float())
     assert not torch.equal(ours32, ref.float())  # the fp32 model does not round like the release
 
@@ -383,9 +383,9 @@ def test_release_numerics_round_the_timestep_to_the_weights_dtype(tiny):
     x, _, y, mask = inputs(h=16, w=16)  # one 8x8 window: enough to see the timestep
     x, y = x.bfloat16(), y.bfloat16()
     with torch.no_grad():
-        a = model(x, torch.tensor([983.05, 983.05]), y, mask)  # bf16(983.05) = 984 (docs/release.md §4.2)
-        b = model(x, torch.tensor([984.0, 984.0]), y, mask)
-        c = model(x, torch.tensor([980.0, 980.0]), y, mask)
+        a = model(x, torch.tensor([983.05, 983.05]), y, mask).sample  # bf16(983.05) = 984 (docs/release.md §4.2)
+        b = model(x, torch.tensor([984.0, 984.0]), y, mask).sample
+        c = model(x, torch.tensor([980.0, 980.0]), y, mask).sample
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -486,13 +486,13 @@ def test_cli_round_trip_gives_the_same_model(tiny, tmp_path, capsys):
     out = tmp_path / "converted"
     assert cli_main([str(path), str(out), "--num-heads", "4"]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "pipeline.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors", "pipeline.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["converted"]  # no temporary directory left
     loaded = PTDiT.from_pretrained(out)
-    assert loaded.config == model.config and loaded.config.extra["source"] == "qihoo-t2x-official"
+    assert loaded.ptdit_config == model.ptdit_config and loaded.config.extra["source"] == "qihoo-t2x-official"
     x, t, y, mask = inputs()
     with torch.no_grad():
-        assert torch.equal(loaded(x, t, y, mask), model(x, t, y, mask))
+        assert torch.equal(loaded(x, t, y, mask).sample, model(x, t, y, mask).sample)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["numerics"] == "release" and cfg["window"] == [1, 8, 8]
 

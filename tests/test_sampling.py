@@ -74,11 +74,12 @@ class ToyFlow(nn.Module):
         m = mask.float()
         return ((emb.mean(-1) * m).sum(1) / m.sum(1)).view(-1, 1, 1, 1, 1)
 
-    def forward(self, x, t, emb, mask):
+    def forward(self, x, t, emb, mask, return_dict=True):  # PTDiT's signature: return_dict=False gives a tuple
         self.batches.append(x.shape[0])
         tau = (t / 1000).view(-1, 1, 1, 1, 1)
         v = (self.target(emb, mask) - x) / tau
-        return torch.cat([v, torch.full_like(v, 1e6)], dim=1)
+        out = torch.cat([v, torch.full_like(v, 1e6)], dim=1)
+        return SimpleNamespace(sample=out) if return_dict else (out,)
 
 
 def _text(B=2, L=5, D=3, seed=0):
@@ -131,7 +132,7 @@ def test_euler_step_is_the_release_update():
         torch.full((4,), 1000.0),
         torch.cat([emb, uncond]),
         torch.cat([mask, umask]),
-    )
+    ).sample
     v_c, v_u = out[:2, :2], out[2:, :2]
     torch.testing.assert_close(seen[0], noise + (v_u + 3.0 * (v_c - v_u)) * 0.4)
     assert len(seen) == 2

@@ -443,7 +443,7 @@ def test_time_limit_stops_with_a_checkpoint_and_resumes(tmp_path):
     assert 1 <= result.step < 10_000
     assert (
         result.checkpoint.name == f"step_{result.step:06d}"
-        and (result.model_dir / "model.safetensors").is_file()
+        and (result.model_dir / "diffusion_pytorch_model.safetensors").is_file()
     )
     d["train"].update(steps=result.step + 2, time_limit_s=0.0)
     d["checkpoint"]["resume"] = "auto"

@@ -80,7 +80,7 @@ def test_two_gloo_ranks_agree_and_resume_exactly(tmp_path, parallel):
     assert {s["parallel"] for s in states} == {parallel}
     _assert_ranks_agree(states)
     assert [s for s, _ in list_checkpoints(run)] == [2, 4]
-    saved = read_safetensors(run / "step_000004" / "model.safetensors")
+    saved = read_safetensors(run / "step_000004" / "diffusion_pytorch_model.safetensors")
     for k, v in states[0]["params"].items():  # the rank-0 full checkpoint is the trained model
         assert torch.equal(saved[k], v), k
     assert len(read_log(run / "train_log.jsonl")) == 4

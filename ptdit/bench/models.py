@@ -59,7 +59,7 @@ def _build_ptdit(
     def make_inputs(batch: int) -> dict[str, Any]:
         kw = dict(device=device, dtype=_param_dtype(model))
         return {
-            "x": _rand(batch, config.in_channels, F_, h, w, **kw),
+            "hidden_states": _rand(batch, config.in_channels, F_, h, w, **kw),
             "timestep": torch.rand(batch, device=device) * 1000,
             "encoder_hidden_states": _rand(batch, text_len, config.caption_channels, **kw),
             "encoder_attention_mask": torch.ones(batch, text_len, device=device, dtype=torch.bool),
@@ -69,7 +69,14 @@ def _build_ptdit(
     n = math.prod(window)
     shape = (1, config.num_heads, N) if variant == "full" else (N // n, config.num_heads, n)
     return Built(
-        model, make_inputs, lambda inp: model(**inp), N, macs, shape, config.head_dim, f"window {window}"
+        model,
+        make_inputs,
+        lambda inp: model(**inp, return_dict=False)[0],
+        N,
+        macs,
+        shape,
+        config.head_dim,
+        f"window {window}",
     )
 
 

@@ -1,7 +1,8 @@
 """Checkpoint directories: atomic writes, rotation, the `latest` pointer, resume lookup, multi-stage init, export.
 
 A run directory looks like:
-    run/step_000100/  model.safetensors  (raw weights: the dir is also a PTDiT.from_pretrained model dir)
+    run/step_000100/  diffusion_pytorch_model.safetensors  (raw weights: also a PTDiT.from_pretrained model dir;
+                      runs of ptdit 0.1 hold model.safetensors, still read)
                       ema.safetensors    (the EMA weights, when train.ema_decay > 0)
                       config.json        (the PTDiTConfig)
                       train_config.yaml  (the resolved training config)
@@ -9,7 +10,7 @@ A run directory looks like:
                       trainer_state.pt   (step, data position, optimizer, schedule)
                       rng_rank{r}.pt     (RNG states of torch / CUDA / numpy / python and the trainer's generators)
     run/latest        (text: the newest step dir name, updated atomically after the dir is complete)
-    run/model/        (`export`: config.json + model.safetensors holding the EMA weights + pipeline.json)
+    run/model/        (`export`: config.json + diffusion_pytorch_model.safetensors holding the EMA weights + pipeline.json)
 A checkpoint is written into `.tmp-step_XXXXXX` (each file fsynced), then renamed to `step_XXXXXX`, so a crash
 never leaves a half-written step dir; leftover temporary dirs are removed when a run starts.
 """
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from ..config import PTDiTConfig
 from ..io import atomic_write_text, read_safetensors, save_safetensors_atomic, torch_save_atomic
-from ..model import CONFIG_NAME, WEIGHTS_NAME
+from ..model import CONFIG_NAME, WEIGHTS_NAME, weights_file
 
 EMA_NAME = "ema.safetensors"
 STATE_NAME = "trainer_state.pt"
@@ -174,7 +175,7 @@ def resolve_weights(source: str | Path, prefer: str = "ema") -> tuple[Path, Path
         path = latest
     if not path.is_dir():
         raise ValueError(f"init.from={source} must be a directory (a model dir or a checkpoint dir)")
-    weights = path / EMA_NAME if prefer == "ema" and (path / EMA_NAME).is_file() else path / WEIGHTS_NAME
+    weights = path / EMA_NAME if prefer == "ema" and (path / EMA_NAME).is_file() else weights_file(path)
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing: {path} is not a ptdit model or checkpoint dir")
     return weights, path / CONFIG_NAME
@@ -234,7 +235,7 @@ def init_from(
 
 
 def export_model(ckpt: str | Path, out_dir: str | Path, weights: str = "ema") -> Path:
-    """Write a model dir (config.json + model.safetensors) from a checkpoint, with its EMA weights by default."""
+    """Write a model dir (config.json + diffusion_pytorch_model.safetensors) from a checkpoint, with its EMA weights by default."""
     ckpt, out_dir = Path(ckpt), Path(out_dir)
     src, config_path = resolve_weights(ckpt, weights)
     state = read_safetensors(src)

@@ -238,8 +238,9 @@ class Trainer:
                 f"the model config of {path} differs from this config's model section: {saved} vs {self.model_config}"
             )
         from ..io import read_safetensors
+        from ..model import weights_file
 
-        load_full_model_state(self.raw, read_safetensors(path / "model.safetensors"), self.info)
+        load_full_model_state(self.raw, read_safetensors(weights_file(path)), self.info)
         load_full_optimizer_state(self.raw, self.optimizer, state["optimizer"])
         if self.ema is not None:
             if not (path / ckpt.EMA_NAME).is_file():
@@ -381,7 +382,7 @@ class Trainer:
         x_t = flow.add_noise(x0, noise, tau)
         target = flow.velocity_target(x0, noise)  # "v-prediction" in the paper = this velocity
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
-            out = self.model(x_t, flow.NUM_TRAIN_TIMESTEPS * tau, emb, mask)
+            out = self.model(x_t, flow.NUM_TRAIN_TIMESTEPS * tau, emb, mask, return_dict=False)[0]
         loss = F.mse_loss(out[:, : self.model_config.in_channels].float(), target)
         return loss, tau.detach().cpu()
 
