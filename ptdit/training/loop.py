@@ -194,7 +194,8 @@ class Trainer:
         if cfg.init.from_ and self.resume_from is None:
             self.init_summary = ckpt.init_from(model, cfg.init.from_, cfg.init.weights, cfg.init.ignore)
         model.to(self.device).train()
-        model.gradient_checkpointing = t.grad_checkpointing
+        if t.grad_checkpointing:
+            model.enable_gradient_checkpointing()  # diffusers' switch (sets the checkpoint function too)
         if t.compile:
             from ..fast import compile_blocks
 
