@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ptdit import PTDiT, PTDiTConfig  # noqa: E402
 from ptdit.attention import attention  # noqa: E402
 from ptdit.bench import environment, set_cpu_timer, time_ms  # noqa: E402
-from ptdit.fast import compile_blocks, fuse_qkv, set_attention_backend  # noqa: E402
+from ptdit.fast import compile_model, fuse_qkv, set_attention_backend  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
 from ptdit.layout import shift_size, shift_window_mask  # noqa: E402
 
@@ -89,7 +89,7 @@ def model_level(device: torch.device, dtype: torch.dtype, repeats: int, with_com
         ("+flex", lambda m: set_attention_backend(m, "flex")),
     ]
     if with_compile:
-        variants.append(("+fuse+compile (blocks, inductor)", lambda m: compile_blocks(fuse_qkv(m))))
+        variants.append(("+fuse+compile (blocks, inductor)", lambda m: compile_model(fuse_qkv(m), "blocks")))
     with torch.no_grad():
         ref = base(x, t, y, return_dict=False)[0]
         for name, transform in variants:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ptdit import PTDiT, PTDiTConfig  # noqa: E402
 from ptdit import bench as B  # noqa: E402
-from ptdit.fast import CUDAGraphForward, compile_blocks, fuse_qkv, set_attention_backend  # noqa: E402
+from ptdit.fast import CUDAGraphForward, compile_model, fuse_qkv, set_attention_backend  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
 
 TARGETS_L = {512: 1.0, 1024: 0.60, 2048: 0.35, 4096: 0.12}
@@ -267,7 +267,7 @@ def step_compile_check(run: Run) -> None:
     model = base.to(run.device, run.dtype)
     with torch.no_grad():
         ref = model(*xs, return_dict=False)[0]
-        compiled = compile_blocks(set_attention_backend(fuse_qkv(copy.deepcopy(model)), "split"))
+        compiled = compile_model(set_attention_backend(fuse_qkv(copy.deepcopy(model)), "split"), "blocks")
         out = compiled(*xs, return_dict=False)[0]
         with torch._dynamo.config.patch(error_on_recompile=True):
             compiled(*[v + 0.1 if v.is_floating_point() else v for v in xs])

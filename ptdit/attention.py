@@ -52,11 +52,20 @@ def _cpu_backward_prefers_math(q: Tensor, k: Tensor, v: Tensor) -> bool:
     )
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backend: str = "sdpa") -> Tensor:
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    backend: str = "sdpa",
+    boundary: Tensor | None = None,
+) -> Tensor:
     """Scaled dot-product attention.
 
     q: (..., heads, Lq, d); k, v: (..., heads, Lk, d); any number of leading batch dims.
     mask: None, bool (True = may attend) or float (added to the logits), broadcastable to (..., heads, Lq, Lk).
+    boundary: for "split", the (k,) indices of the windows whose mask forbids a pair (`boundary_windows`),
+    computed outside a compiled graph; None = found here from the mask (a host sync, cached per mask).
     Returns (..., heads, Lq, d) in q's dtype.
     """
     if backend == "sdpa":
@@ -72,7 +81,9 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).unflatten(0, lead)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     if backend in ("split", "flex") and _is_window_mask(q, mask):
-        return (_split_window_attention if backend == "split" else _flex_window_attention)(q, k, v, mask)
+        if backend == "split":
+            return _split_window_attention(q, k, v, mask, boundary)
+        return _flex_window_attention(q, k, v, mask)
     if backend in ("split", "flex"):
         return attention(q, k, v, mask, "sdpa")
     if backend == "math":
@@ -99,11 +110,16 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1)).transpose(-3, -2)
 
     def forward(
-        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None, backend: str = "sdpa"
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        backend: str = "sdpa",
+        boundary: Tensor | None = None,
     ) -> Tensor:
         context = x if context is None else context
         q, k, v = self._heads(self.to_q(x)), self._heads(self.to_k(context)), self._heads(self.to_v(context))
-        out = attention(q, k, v, mask, backend)  # (..., heads, Lq, d)
+        out = attention(q, k, v, mask, backend, boundary)  # (..., heads, Lq, d)
         return self.to_out(out.transpose(-3, -2).flatten(-2))
 
 
@@ -144,9 +160,11 @@ def boundary_windows(mask: Tensor) -> Tensor:
     return _cached(mask, "boundary", lambda m: (~_allowed(m)).flatten(1).any(1).nonzero().flatten())
 
 
-def _split_window_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+def _split_window_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor, boundary: Tensor | None = None
+) -> Tensor:
     # q, k, v: (B, nW, heads, n, d); mask: (nW, 1, n, n)
-    idx = boundary_windows(mask)
+    idx = boundary_windows(mask) if boundary is None else boundary
     out = attention(q, k, v, None, "sdpa")  # every window without a mask
     if idx.numel() == 0:
         return out

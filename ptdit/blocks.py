@@ -30,6 +30,9 @@ class BlockContext:
     shift_inv: Tensor | None = None  # (N,) its inverse
     shift_mask: Tensor | None = None  # (nW, 1, n, n) bool or additive float; None = no cross-region pairs
     backend: str = "sdpa"  # attention backend
+    shift_boundary: Tensor | None = None  # (k,) windows whose shift_mask forbids a pair ("split" backend)
+    pos: Tensor | None = None  # (F, h, w, D) fp32 sin-cos positions of the grid
+    size: tuple[int, int, int] | None = None  # latent (F, H, W) before padding: the output is cropped to it
     # padding (config.pad and a size the window does not divide); all None without padding
     proxy_weights: Tensor | None = None  # (nW, n, 1): each window's mean over its valid tokens
     proxy_mask: Tensor | None = None  # (1, nW) bool: proxies of windows with a valid token (as keys)
@@ -134,7 +137,7 @@ class PTBlock(nn.Module):
         B, nW, n, D = h.shape
         if ctx.shift_perm is not None:
             h = h.reshape(B, nW * n, D)[:, ctx.shift_perm].view(B, nW, n, D)
-        o = attn(h, mask=ctx.shift_mask, backend=ctx.backend)
+        o = attn(h, mask=ctx.shift_mask, backend=ctx.backend, boundary=ctx.shift_boundary)
         if ctx.shift_inv is not None:
             o = o.reshape(B, nW * n, D)[:, ctx.shift_inv].view(B, nW, n, D)
         return o

@@ -3,8 +3,9 @@
 * `fuse_qkv(model)`: every `Attention` computes q/k/v (self-attention) or k/v (cross-attention) with one GEMM on
   concatenated weights. Training-safe: under autograd the weights are concatenated per call (differentiable);
   without autograd the concatenation is cached and rebuilt when a weight changes. `state_dict` is unchanged.
-* `compile_blocks(model)`: `torch.compile` per block; blocks of one kind share one graph, and calls of one shape
-  do not recompile (checked in tests with `torch._dynamo.config.error_on_recompile`).
+* `compile_model(model, scope="model" | "blocks")`: `torch.compile` of the whole forward as one graph (no graph
+  breaks, no host syncs; the per-shape context is built eagerly and passed in) or of each block; calls of a seen
+  shape do not recompile (tests: `fullgraph=True`, `torch._dynamo.config.error_on_recompile`).
 * `set_attention_backend(model, "split" | "flex" | "sdpa")`: the shifted-window fast paths of ptdit.attention.
 * `CUDAGraphForward`: a captured CUDA graph of a whole forward for sampling (fixed shapes; GPU only).
 * `bf16_numerics()`: bf16 GEMMs with fp32 accumulation (cuBLAS reduced-precision reductions off).
@@ -52,7 +53,12 @@ class FusedQKVAttention(Attention):
         return hit[1], hit[2]
 
     def forward(
-        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None, backend: str = "sdpa"
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        backend: str = "sdpa",
+        boundary: Tensor | None = None,
     ) -> Tensor:
         H = self.num_heads
         if context is None:
@@ -65,7 +71,7 @@ class FusedQKVAttention(Attention):
             k, v = (
                 F.linear(context, w, b).unflatten(-1, (2, H, -1)).movedim(-3, 0).transpose(-3, -2).unbind(0)
             )
-        out = attention(q, k, v, mask, backend)  # (..., heads, Lq, d)
+        out = attention(q, k, v, mask, backend, boundary)  # (..., heads, Lq, d)
         return self.to_out(out.transpose(-3, -2).flatten(-2))
 
 
@@ -100,27 +106,49 @@ def set_attention_backend(model: nn.Module, backend: str) -> nn.Module:
     return model
 
 
-def compile_blocks(model: nn.Module, **compile_kwargs) -> nn.Module:
-    """`torch.compile` every block of a PTDiT in place (default dynamic=False). Returns the model.
+COMPILE_SCOPES = ("model", "blocks")
 
-    Embedders, the final layer and the per-shape context stay eager; blocks of one kind share one compiled
-    graph, so a new input shape costs one compilation per block kind, and calls of a seen shape none. The
-    eager-only backends "split" and "flex" are replaced by "sdpa" (with a warning). Fused QKV composes.
+
+def compile_model(model: nn.Module, scope: str = "model", **compile_kwargs) -> nn.Module:
+    """`torch.compile` a PTDiT in place, the one switch for both granularities. Returns the model.
+
+    scope="model": the whole tensor program of the forward (`PTDiT._run`: embedders, every block, the final
+    layer) as one graph, with `fullgraph=True` (a graph break is an error, not a slowdown). Everything that
+    depends on the input's shape or on the text mask (positions, text mask, shift permutation and masks, border
+    windows of the "split" path, padding masks) is built eagerly by `PTDiT.block_context` from per-shape caches
+    and passed in, so the graph holds no host sync and a seen shape does not recompile.
+    scope="blocks": each block compiled on its own (blocks of one kind share a graph: a new shape costs one
+    compilation per kind, quicker to build); what diffusers' `model.compile_repeated_blocks()` also does.
+
+    Defaults: dynamic=False. Fused QKV and the "split" backend compose; "flex" (its own compiled kernel and
+    block masks) is replaced by "sdpa" with a warning. Parameter names, state_dict and checkpoints do not change.
     """
-    if not hasattr(model, "blocks"):
-        raise ValueError(f"{type(model).__name__} has no .blocks to compile")
-    if getattr(model, "attention_backend", "sdpa") in ("split", "flex"):
-        # their per-mask window indices / block masks are data-dependent and would break every block's graph;
-        # compiled blocks run the shifted windows as masked SDPA inside the graph instead
-        warnings.warn(
-            f"compile_blocks: attention backend {model.attention_backend!r} is for eager mode; using 'sdpa'",
-            stacklevel=2,
-        )
+    if scope not in COMPILE_SCOPES:
+        raise ValueError(f"compile scope {scope!r} is not one of {COMPILE_SCOPES}")
+    if not hasattr(model, "blocks") or not hasattr(model, "block_context"):
+        raise ValueError(f"{type(model).__name__} is not a PTDiT: compile_model takes a ptdit.PTDiT")
+    if getattr(model, "attention_backend", "sdpa") == "flex":
+        warnings.warn("compile_model: attention backend 'flex' is for eager mode; using 'sdpa'", stacklevel=2)
         model.attention_backend = "sdpa"
     compile_kwargs.setdefault("dynamic", False)
-    for block in model.blocks:
-        block.compile(**compile_kwargs)
+    if scope == "model":
+        compile_kwargs.setdefault("fullgraph", True)
+        # compiled as a function of (model, ...): a deep copy of the model calls it with itself
+        model.__dict__["_compiled_run"] = torch.compile(type(model)._run, **compile_kwargs)
+    else:
+        for block in model.blocks:
+            block.compile(**compile_kwargs)
     return model
+
+
+def compile_blocks(model: nn.Module, **compile_kwargs) -> nn.Module:
+    """Deprecated (ptdit 0.1): `compile_model(model, "blocks", ...)`."""
+    warnings.warn(
+        "ptdit.fast.compile_blocks is deprecated: use compile_model(model, 'blocks') (or 'model')",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return compile_model(model, "blocks", **compile_kwargs)
 
 
 @contextlib.contextmanager
@@ -190,5 +218,5 @@ def optimize_for_inference(
     if backend is not None and hasattr(model, "attention_backend"):
         set_attention_backend(model, backend)
     if compile:
-        compile_blocks(model, **compile_kwargs)
+        compile_model(model, "blocks", **compile_kwargs)
     return model

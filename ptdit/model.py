@@ -18,10 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from .attention import boundary_windows
 from .blocks import BlockContext, make_block
 from .config import PTDiTConfig, Window, field_names
 from .layers import CaptionProjection, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_3d
@@ -66,12 +68,14 @@ def weights_file(directory: str | Path) -> Path:
     return directory / LEGACY_WEIGHTS_NAME
 
 
-class PTDiT(ModelMixin, ConfigMixin):
+class PTDiT(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """Proxy-Tokenized Diffusion Transformer, a diffusers model.
 
     Built from `PTDiTConfig` fields by name (`PTDiT(depth=6, hidden_size=128, ...)`, `PTDiT.from_config({...})`)
     or from a `PTDiTConfig` (`PTDiT(config)`); the fields are checked by `PTDiTConfig` and kept typed in
-    `model.ptdit_config`; `model.config` is diffusers' frozen dict of the same fields.
+    `model.ptdit_config`; `model.config` is diffusers' frozen dict of the same fields. `PeftAdapterMixin`:
+    `add_adapter(LoraConfig(...))`, `set_adapters`, `disable_adapters`, `save_lora_adapter`, `load_lora_adapter`
+    (needs peft; the LoRA of `ptdit train --lora.rank R`, ptdit/training/lora.py).
 
     forward(hidden_states, timestep, encoder_hidden_states, encoder_attention_mask=None, return_dict=True):
         hidden_states: (B, C, F, H, W) latents (images F = 1; a 4-D (B, C, H, W) input is taken as one frame);
@@ -240,65 +244,76 @@ class PTDiT(ModelMixin, ConfigMixin):
                 + "), or build the model with pad=True"
             )
 
-    def _text_mask(self, mask: Tensor | None, y: Tensor, attn_dtype: torch.dtype) -> Tensor | None:
-        """(B, L) 0/1 or bool -> (B, 1, 1, L) additive mask in the attention dtype (0 = keep, -inf = drop), built
-        once per forward: a bool mask would be converted inside every attention call (two extra kernels each)."""
-        B, L = y.shape[:2]
+    def _text_mask(
+        self, mask: Tensor | None, B: int, L: int, device: torch.device, dtype: torch.dtype
+    ) -> Tensor | None:
+        """(B, L) 0/1 or bool -> (B, 1, 1, L) additive mask in the attention dtype (0 = keep, -inf = drop, or the
+        release's -10000), built once per forward: a bool mask would be converted inside every attention call.
+
+        A row with no valid token is not checked here (that would be a host sync in every forward): the pipeline
+        and the trainer check their masks on the host (`ptdit.text.check_text_mask`).
+        """
         if mask is None:
             return None
         if tuple(mask.shape) != (B, L):
             raise ValueError(f"encoder_attention_mask must be (B, L) = {(B, L)}, got {tuple(mask.shape)}")
-        keep = mask.bool() if mask.dtype == torch.bool else mask != 0
-        capturing = keep.is_cuda and torch.cuda.is_current_stream_capturing()  # no host sync in a CUDA graph
-        if not capturing and not bool(keep.any(dim=1).all()):
-            raise ValueError("encoder_attention_mask has a sample with no valid text token (an all-zero row)")
-        keep = keep[:, None, None, :]  # (B, 1, 1, L): broadcast over heads and queries
+        keep = (mask.bool() if mask.dtype == torch.bool else mask != 0).to(device)[:, None, None, :]
         if self.ptdit_config.numerics == "release":
-            return (~keep).to(y.dtype) * RELEASE_MASK_VALUE
-        return torch.zeros(keep.shape, dtype=attn_dtype, device=keep.device).masked_fill_(
-            ~keep, float("-inf")
-        )
+            return (~keep).to(dtype) * RELEASE_MASK_VALUE
+        return torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill_(~keep, float("-inf"))
 
-    def _context(
+    def block_context(
         self,
-        grid: tuple[int, int, int],
-        text_mask: Tensor | None,
-        device: torch.device,
-        attn_dtype: torch.dtype = torch.float32,
-        valid: tuple[int, int, int] | None = None,
+        x: Tensor,
+        encoder_attention_mask: Tensor | None,
+        size: tuple[int, int, int],
+        text_length: int,
     ) -> BlockContext:
-        """The per-call tensors of every block, from the token grid alone (cached by shape in `layout`).
+        """Everything of a forward that depends on the input's shape or on the text mask, built eagerly (outside
+        any compiled graph) from cached per-shape tensors: positions, text mask, shift permutation and masks, the
+        border windows of the mask-free shifted-window path, padding masks.
 
-        valid: the token grid of the input before padding (None or equal to `grid`: no padding).
+        x: (B, C, F, H, W) latents already padded to the window; size: their (F, H, W) before padding.
         """
-        window = self.ptdit_config.window
-        ctx = BlockContext(grid=grid, window=window, text_mask=text_mask, backend=self.attention_backend)
-        padded = valid is not None and tuple(valid) != tuple(grid)
+        cfg = self.ptdit_config
+        p, window, device = cfg.patch_size, cfg.window, x.device
+        grid = (x.shape[2], x.shape[3] // p, x.shape[4] // p)  # token grid (F, h, w)
+        valid = (size[0], -(-size[1] // p), -(-size[2] // p))  # tokens that hold some of the unpadded input
+        weights_dtype = self.x_embedder.proj.weight.dtype
+        attn_dtype = _autocast_dtype(device.type) or weights_dtype  # the dtype q, k, v will have
+        ctx = BlockContext(
+            grid=grid,
+            window=window,
+            text_mask=self._text_mask(encoder_attention_mask, x.shape[0], text_length, device, attn_dtype),
+            backend=self.attention_backend,
+            pos=sincos_pos_embed_3d(grid, cfg.hidden_size, device),  # fp32
+            size=tuple(size),
+        )
+        padded = valid != grid
         if padded:
             keep = valid_tokens(grid, valid, window, device)  # (nW, n)
             ctx.proxy_weights = proxy_weights(keep)
             ctx.proxy_mask = keep[:, 0][None]  # a window's first token is valid iff any of its tokens is
             ctx.window_mask = key_padding_mask(keep)[:, None]
             ctx.token_mask = keep.flatten()[None]
-        if any(getattr(b, "needs_shift", False) for b in self.blocks):
-            shift = shift_size(window)
-            if any(shift) and padded:
-                ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
+        shift = shift_size(window)
+        if any(getattr(b, "needs_shift", False) for b in self.blocks) and any(shift):
+            ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
+            if padded:
                 allowed = shift_pad_mask(grid, valid, window, shift, device)  # (nW, 1, n, n) bool
-                if self.ptdit_config.numerics == "release":
-                    ctx.shift_mask = (~allowed).to(self.x_embedder.proj.weight.dtype) * RELEASE_MASK_VALUE
-                else:
-                    ctx.shift_mask = allowed
-            elif any(shift):
-                ctx.shift_perm, ctx.shift_inv = shift_permutation(grid, window, shift, device)
-                if self.ptdit_config.numerics == "release":
-                    mask = shift_window_mask(grid, window, shift, device)
-                    if mask is not None:
-                        dtype = self.x_embedder.proj.weight.dtype
-                        mask = (~mask[:, None]).to(dtype) * RELEASE_MASK_VALUE  # in bf16: -9984, as released
-                else:  # (nW, 1, n, n) additive, cached per shape and dtype: broadcast over batch and heads
-                    mask = shift_window_bias(grid, window, shift, device, attn_dtype)
+                release = (~allowed).to(weights_dtype) * RELEASE_MASK_VALUE
+                ctx.shift_mask = release if cfg.numerics == "release" else allowed
+            elif cfg.numerics == "release":
+                mask = shift_window_mask(grid, window, shift, device)
+                if mask is not None:
+                    mask = (~mask[:, None]).to(
+                        weights_dtype
+                    ) * RELEASE_MASK_VALUE  # in bf16: -9984, as released
                 ctx.shift_mask = mask
+            else:  # (nW, 1, n, n) additive, cached per shape and dtype: broadcast over batch and heads
+                ctx.shift_mask = shift_window_bias(grid, window, shift, device, attn_dtype)
+            if ctx.shift_mask is not None and self.attention_backend == "split":
+                ctx.shift_boundary = boundary_windows(ctx.shift_mask)  # cached per mask
         return ctx
 
     # ------------------------------------------------------------------ forward
@@ -315,13 +330,13 @@ class PTDiT(ModelMixin, ConfigMixin):
         image_input = x.dim() == 4
         if image_input:
             x = x.unsqueeze(2)
-        x, (F_, H, W) = self._prepare_input(x)
+        x, size = self._prepare_input(x)
         B = x.shape[0]
-        y_in = encoder_hidden_states
-        if y_in.dim() != 3 or y_in.shape[0] != B or y_in.shape[2] != cfg.caption_channels:
+        y = encoder_hidden_states
+        if y.dim() != 3 or y.shape[0] != B or y.shape[2] != cfg.caption_channels:
             raise ValueError(
                 f"encoder_hidden_states must be (B={B}, L, caption_channels={cfg.caption_channels}), "
-                f"got {tuple(y_in.shape)}"
+                f"got {tuple(y.shape)}"
             )
         t = torch.as_tensor(timestep, device=x.device)
         t = t.expand(B) if t.dim() == 0 or t.numel() == 1 else t
@@ -329,39 +344,37 @@ class PTDiT(ModelMixin, ConfigMixin):
             raise ValueError(f"timestep must be (B,) = ({B},) or a scalar, got shape {tuple(t.shape)}")
         # inputs follow the weights' dtype (a bf16 model takes fp32 latents)
         dtype = self.x_embedder.proj.weight.dtype
-        x, y_in = x.to(dtype), y_in.to(dtype)
+        x, y = x.to(dtype), y.to(dtype)
         if cfg.numerics == "release":  # the release casts t to the weights' dtype before the sinusoid
             t = t.to(dtype)
+        ctx = self.block_context(x, encoder_attention_mask, size, y.shape[1])
+        compiled = self.__dict__.get("_compiled_run")  # set by ptdit.fast.compile_model(model, "model")
+        out = compiled(self, x, t, y, ctx) if compiled is not None else self._run(x, t, y, ctx)
+        out = out[:, :, 0] if image_input else out
+        return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
-        p = cfg.patch_size
-        grid = (x.shape[2], x.shape[3] // p, x.shape[4] // p)  # token grid (F, h, w)
+    def _run(self, x: Tensor, t: Tensor, y: Tensor, ctx: BlockContext) -> Tensor:
+        """The tensor program of a forward, free of host syncs and of anything data-dependent (all of that is in
+        `ctx`), so that it compiles as one graph.
+
+        x: (B, C, F, H, W) padded latents; t: (B,); y: (B, L, caption_channels) -> (B, out_channels, F, H, W).
+        """
+        cfg = self.ptdit_config
         tokens = self.x_embedder(x)  # (B, F, h, w, D)
-        pos = sincos_pos_embed_3d(grid, cfg.hidden_size, x.device)  # fp32
-        tokens = (tokens + pos).to(tokens.dtype)  # bf16 + fp32 adds in fp32 (type promotion), as released
+        tokens = (tokens + ctx.pos).to(tokens.dtype)  # bf16 + fp32 adds in fp32 (type promotion), as released
         h = window_partition(tokens, cfg.window)  # (B, nW, n, D)
-
         t_emb = self.t_embedder(t)  # (B, D) embedded timestep
         t6 = self.t_block(F.silu(t_emb)).unflatten(1, (6, cfg.hidden_size))  # (B, 6, D)
-        y = self.y_embedder(y_in)  # (B, L, D)
-        # the dtype q, k, v will have: autocast's, else the weights'; masks are built in it once per forward
-        attn_dtype = _autocast_dtype(x.device.type) or dtype
-        valid = (F_, -(-H // p), -(-W // p))  # tokens that hold some of the unpadded input
-        ctx = self._context(
-            grid, self._text_mask(encoder_attention_mask, y, attn_dtype), x.device, attn_dtype, valid
-        )
-
+        y = self.y_embedder(y)  # (B, L, D)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 h = self._gradient_checkpointing_func(block, h, t6, y, ctx)
             else:
                 h = block(h, t6, y, ctx)
-
         out = self.final_layer(h, t_emb)  # (B, nW, n, p*p*C_out)
-        out = self.unpatchify(out, grid)[:, :, :F_, :H, :W]  # crop any padding
-        if cfg.numerics == "release":
-            out = out.float()  # the release returns fp32
-        out = out[:, :, 0] if image_input else out
-        return Transformer2DModelOutput(sample=out) if return_dict else (out,)
+        F_, H, W = ctx.size
+        out = self.unpatchify(out, ctx.grid)[:, :, :F_, :H, :W]  # crop any padding
+        return out.float() if cfg.numerics == "release" else out  # the release returns fp32
 
     def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
         """(B, nW, n, p*p*C) window-major -> (B, C, F, h*p, w*p); features read as (p_row, p_col, C)."""

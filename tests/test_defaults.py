@@ -128,11 +128,11 @@ def test_padded_tokens_do_not_reach_valid_tokens(overrides, F, H, W):
     randomise(zero_init_params(model))
     p = model.config.patch_size
     x_in, t, y = inputs(F=F, H=H, W=W)
-    padded, _ = model._prepare_input(x_in)
+    padded, size = model._prepare_input(x_in)
     grid = (padded.shape[2], padded.shape[3] // p, padded.shape[4] // p)
     valid = (F, -(-H // p), -(-W // p))
     assert grid != valid
-    ctx = model._context(grid, None, x_in.device, torch.float32, valid)
+    ctx = model.block_context(padded, None, size, 5)
     keep = valid_tokens(grid, valid, model.config.window)  # (nW, n)
     t6 = model.t_block(torch.nn.functional.silu(model.t_embedder(t))).unflatten(1, (6, 32))
     yy = model.y_embedder(y)
@@ -147,7 +147,7 @@ def test_padded_tokens_do_not_reach_valid_tokens(overrides, F, H, W):
             assert torch.isfinite(out).all()
             h, h2 = out, out2
     # without the padding masks the padded tokens do reach the valid ones
-    bare = model._context(grid, None, x_in.device, torch.float32)
+    bare = model.block_context(padded, None, tuple(padded.shape[2:]), 5)  # as if nothing were padding
     with torch.no_grad():
         h = torch.randn(2, *keep.shape, 32, generator=g)
         h2 = torch.where(keep[None, :, :, None], h, noise)

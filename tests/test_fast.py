@@ -14,7 +14,7 @@ from ptdit.fast import (
     CUDAGraphForward,
     FusedQKVAttention,
     bf16_numerics,
-    compile_blocks,
+    compile_model,
     fuse_qkv,
     optimize_for_inference,
     set_attention_backend,
@@ -223,7 +223,7 @@ def test_compile_blocks_shares_graphs_and_does_not_recompile(block, graphs):
     x, t, y, m = inputs()
     with torch.no_grad():
         ref = model(x, t, y, m).sample
-        compiled = compile_blocks(copy.deepcopy(model), backend="aot_eager")  # dynamo's guards, no C++ build
+        compiled = compile_model(copy.deepcopy(model), "blocks", backend="aot_eager")  # no C++ build
         torch.testing.assert_close(compiled(x, t, y, m).sample, ref, atol=1e-5, rtol=1e-5)
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # one per block kind
         x2, t2, y2, m2 = inputs(seed=3)
@@ -233,17 +233,22 @@ def test_compile_blocks_shares_graphs_and_does_not_recompile(block, graphs):
     torch._dynamo.reset()
 
 
-def test_compile_blocks_with_fused_qkv_keeps_one_graph_and_drops_eager_backends():
+def test_compile_blocks_with_fused_qkv_and_split_keeps_one_graph_and_drops_flex():
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     model = model_with_live_branches(tiny(depth=3)).eval()
     x, t, y, m = inputs()
     with torch.no_grad():
         ref = model(x, t, y, m).sample
-        fast = set_attention_backend(fuse_qkv(copy.deepcopy(model)), "split")
+        flex = set_attention_backend(copy.deepcopy(model), "flex")
         with pytest.warns(UserWarning, match="eager mode"):
-            compile_blocks(fast, backend="aot_eager")
-        assert fast.attention_backend == "sdpa"
+            compile_model(flex, "blocks", backend="aot_eager")
+        assert flex.attention_backend == "sdpa"
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        fast = set_attention_backend(fuse_qkv(copy.deepcopy(model)), "split")  # border windows come in ctx
+        compile_model(fast, "blocks", backend="aot_eager")
+        assert fast.attention_backend == "split"
         torch.testing.assert_close(fast(x, t, y, m).sample, ref, atol=1e-5, rtol=1e-5)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     assert not torch._dynamo.utils.counters["graph_break"]

@@ -187,11 +187,24 @@ def test_text_padding_beyond_mask_does_not_change_output(block, numerics):
     assert torch.allclose(model(x, t, y[:, :3], mask[:, :3]).sample, model(x, t, y, mask).sample, atol=1e-10)
 
 
-def test_all_masked_text_row_is_a_clear_error():
-    model = PTDiT(tiny())
+@pytest.mark.parametrize("numerics", ["default", "release"])
+def test_forward_makes_no_host_sync_even_for_an_all_masked_text_row(monkeypatch, numerics):
+    """An all-masked row is checked on the host by the pipeline and the trainer (tests/test_reliability.py),
+    not in forward: after a warm-up (the layout caches), forward reads no tensor value into Python."""
+    model = PTDiT(tiny(numerics=numerics)).eval()
     x, t, y = inputs()
-    with pytest.raises(ValueError, match="no valid text token"):
-        model(x, t, y, torch.tensor([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0]]))
+    mask = torch.tensor([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0]])
+    with torch.no_grad():
+        model(x, t, y, mask)
+
+        def sync(*args, **kwargs):
+            raise AssertionError("a host sync inside forward")
+
+        for name in ("__bool__", "item", "tolist", "__int__", "__float__"):
+            monkeypatch.setattr(torch.Tensor, name, sync)
+        out = model(x, t, y, mask).sample
+        monkeypatch.undo()
+    assert out.shape == x.shape and torch.isfinite(out[0]).all()
 
 
 # ------------------------------------------------------------------------------------------- bug 2: positions
@@ -252,7 +265,8 @@ def test_window_and_shifted_window_attention_equal_naive_reference(grid, window)
     torch.manual_seed(0)
     x = torch.randn(1, *grid, 32, dtype=torch.float64)
     xw = window_partition(x, window)
-    ctx = model._context(grid, None, torch.device("cpu"))
+    lat = torch.zeros(1, 4, grid[0], grid[1] * 2, grid[2] * 2, dtype=torch.float64)  # patch 2
+    ctx = model.block_context(lat, None, tuple(lat.shape[2:]), 5)
     with torch.no_grad():
         win = window_merge(block.window_attn(xw), grid, window)[0]
         ref = _naive_local_attention(block.window_attn, x[0], window, (0, 0, 0))

@@ -330,7 +330,8 @@ def test_reference_is_sensitive_to_the_shift_mask_and_zero_linears(tiny):
     with torch.no_grad():
         ref = reference_forward(state, x, t, y, mask, heads=4)
         assert (reference_forward(zeroed, x, t, y, mask, heads=4) - ref).abs().max().item() > 1e-3
-        ctx = model._context((1, 24, 24), None, x.device)
+        lat = torch.zeros(1, 4, 1, 48, 48)  # a (1, 24, 24) token grid with patch 2
+        ctx = model.block_context(lat, None, (1, 48, 48), 5)
         assert ctx.shift_mask is not None and ctx.shift_mask.min().item() == -10000.0  # release: additive
 
 

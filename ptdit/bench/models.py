@@ -278,11 +278,10 @@ def build(case: Case, device: torch.device | str, dtype: torch.dtype) -> Built:
         fast.set_attention_backend(built.module, "split" if "split" in flags else "flex")
     if "compile" in flags:
         if hasattr(built.module, "attention_backend"):
-            built.module.attention_backend = (
-                "sdpa"  # split/flex are eager-mode paths (see fast.compile_blocks)
-            )
-            built.notes += "; compiled blocks use masked sdpa"
-            fast.compile_blocks(built.module)
+            if built.module.attention_backend == "flex":
+                built.module.attention_backend = "sdpa"  # flex is an eager-mode path (fast.compile_model)
+                built.notes += "; compiled blocks use masked sdpa"
+            fast.compile_model(built.module, "blocks")
         else:
             for block in built.module.transformer_blocks:
                 block.compile(dynamic=False)
