@@ -197,9 +197,9 @@ class Trainer:
         if t.grad_checkpointing:
             model.enable_gradient_checkpointing()  # diffusers' switch (sets the checkpoint function too)
         if t.compile:
-            from ..fast import compile_blocks
+            from ..fast import compile_model
 
-            compile_blocks(model)  # in place: parameter names (and checkpoints) do not change
+            compile_model(model, "blocks")  # in place: parameter names (and checkpoints) do not change
         self.raw = model
         self.model = wrap_model(model, self.parallel, self.info, self.device)
         decay = [p for p in model.parameters() if p.dim() >= 2]
