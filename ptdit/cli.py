@@ -16,9 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("ptdit.bench", "time forward/training steps and memory against peers"),
     "convert-official": ("ptdit.official", "convert the released Qihoo-T2I checkpoint to a ptdit model dir"),
     "presets": ("ptdit.presets", "parameter counts of the presets next to the paper's Table 4"),
+    "ablate": ("ptdit.ablate.cli", "a grid of training runs (variants x seeds), scored, tabled and plotted"),
 }
 # the pip extra a command needs beyond the core install (see ptdit.extras); generate needs none
-EXTRAS = {"train": "train", "eval": "eval", "flops": "bench", "bench": "bench"}
+EXTRAS = {"train": "train", "eval": "eval", "flops": "bench", "bench": "bench", "ablate": "eval"}
 
 
 def _usage() -> str:
