@@ -12,7 +12,7 @@ import yaml
 
 from ptdit.ablate import load_grid, verdict
 from ptdit.ablate.cli import pending, run_grid
-from ptdit.ablate.report import write_report
+from ptdit.ablate.report import costs_markdown, refill_markdown, write_report
 from ptdit.cli import main
 from ptdit.worlds import fashion_mnist as fm
 
@@ -126,3 +126,8 @@ def test_measure_converts_a_flop_budget_to_steps(tmp_path, monkeypatch):
     for row in (ptdit, full):
         assert row["steps"] == int(1e10 // row["train_flops_per_step"])
     assert json.loads((grid.results_dir / "costs.json").read_text())["variants"][1]["variant"] == "full"
+    doc = tmp_path / "doc.md"
+    doc.write_text("x\n<!-- ablate:tiny:costs -->\nold\n<!-- /ablate:tiny:costs -->\ny\n")
+    refill_markdown(doc, "tiny:costs", costs_markdown(record))
+    text = doc.read_text()
+    assert "old" not in text and "| full | 256 |" in text and text.endswith("y\n")

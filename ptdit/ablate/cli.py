@@ -4,6 +4,7 @@ processes (one CPU thread group or one GPU each), then write the table, the verd
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .grid import Grid, RunSpec, load_grid
-from .report import refill_markdown, table_markdown, write_report
+from .report import costs_markdown, refill_markdown, table_markdown, write_report
 
 
 def pending(grid: Grid) -> list[RunSpec]:
@@ -104,6 +105,11 @@ def cli_main(argv: list[str]) -> int:
     summary = write_report(grid)
     if args.markdown:
         refill_markdown(Path(args.markdown), grid.name, table_markdown(summary))
+        costs = grid.results_dir / "costs.json"
+        if costs.is_file() and f"<!-- ablate:{grid.name}:costs -->" in Path(args.markdown).read_text():
+            refill_markdown(
+                Path(args.markdown), f"{grid.name}:costs", costs_markdown(json.loads(costs.read_text()))
+            )
     print(
         f"ptdit ablate: {summary['runs_done']} / {summary['runs_total']} runs done; wrote {grid.results_dir}"
     )

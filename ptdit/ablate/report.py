@@ -147,11 +147,40 @@ def plot_curves(grid: Grid, results: dict[str, list[dict[str, Any]]], out_dir: P
     return paths
 
 
+def project_costs(grid: Grid, costs: dict[str, Any]) -> dict[str, Any]:
+    """costs.json's budget-dependent fields (steps, projected core-seconds) from the grid's current budget and
+    seeds and the measured step times, so that the sizing follows the config."""
+    total = 0.0
+    for row in costs["variants"]:
+        variant = next((v for v in grid.variants if v.name == row["variant"]), None)
+        row["seeds"] = len(variant.seeds) if variant else row["seeds"]
+        row.pop("steps", None)
+        row.pop("projected_train_core_seconds", None)
+        if "steps" in grid.budget:
+            row["steps"] = int(grid.budget["steps"])
+        elif "flops" in grid.budget:
+            row["steps"] = max(1, math.floor(grid.budget["flops"] / row["train_flops_per_step"]))
+        if "steps" in row and row.get("step_seconds_median") is not None:
+            threads = max(int(costs.get("threads", 1)), 1)
+            row["projected_train_core_seconds"] = (
+                row["steps"] * row["step_seconds_median"] * row["seeds"] * threads
+            )
+            total += row["projected_train_core_seconds"]
+    costs["budget"] = grid.budget
+    costs["projected_train_core_hours"] = total / 3600 if total else None
+    return costs
+
+
 def write_report(grid: Grid, plots: bool = True) -> dict[str, Any]:
-    """summary.json, table.md and the two plots into grid.results_dir."""
+    """summary.json, table.md and the two plots into grid.results_dir (and costs.json's projection refreshed)."""
     summary = summarise(grid)
     out = grid.results_dir
     out.mkdir(parents=True, exist_ok=True)
+    costs = out / "costs.json"
+    if costs.is_file():
+        atomic_write_text(
+            costs, json.dumps(project_costs(grid, json.loads(costs.read_text())), indent=1) + "\n"
+        )
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     atomic_write_text(out / "table.md", table_markdown(summary))
     if plots:
@@ -171,3 +200,25 @@ def refill_markdown(path: Path, name: str, text: str) -> bool:
     if new != doc:
         atomic_write_text(path, new)
     return new != doc
+
+
+def costs_markdown(costs: dict[str, Any]) -> str:
+    """The sizing table of costs.json (`ptdit ablate --measure`)."""
+    head = ["variant", "tokens", "text tokens", "train GFLOP/step", "× first row", "steps", "ms/step (measured)",
+            "load (1 min)", "seeds", "projected train core-h"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in costs["variants"]:
+        sec = r.get("step_seconds_median")
+        proj = r.get("projected_train_core_seconds")
+        lines.append("| " + " | ".join([
+            r["variant"], str(r["tokens"]), str(r["text_len"]), _fmt(r["train_flops_per_step"] / 1e9, 2),
+            _fmt(r["flops_ratio_to_first"], 3), str(r.get("steps", "–")),
+            _fmt(1000 * sec, 0) if sec is not None else "–", _fmt(r.get("load_average_1min", math.nan), 1),
+            str(r["seeds"]),
+            _fmt(proj / 3600, 2) if proj is not None else "–",
+        ]) + " |")  # fmt: skip
+    total = costs.get("projected_train_core_hours")
+    lines += ["", f"commit {costs['commit'][:10]}{' (+ local changes)' if costs['dirty'] else ''}, "
+              f"{costs['threads']} thread(s), torch {costs['torch']}"
+              + (f"; projected training, all runs: {total:.1f} core-hours" if total is not None else "")]  # fmt: skip
+    return "\n".join(lines) + "\n"

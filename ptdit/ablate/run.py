@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -195,6 +196,10 @@ def run_one(grid: Grid, spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     run_dir = grid.run_dir(spec)
     if not (run_dir / "model").is_dir():
         result = train(cfg, progress=False)
+        if result.stopped_by:  # SIGTERM/SIGINT: the checkpoint is written; the run is not finished
+            raise SystemExit(
+                f"{spec.key}: stopped by {result.stopped_by} at step {result.step}; rerun to resume"
+            )
         steps = result.step
     else:
         steps = max(s for s, _ in _step_seconds(run_dir))
@@ -300,6 +305,7 @@ def measure_costs(grid: Grid, time_steps: int = 0, threads: int = 1) -> dict[str
             seconds = [sec for _, sec in _step_seconds(timing_dir)[1:]]
             row["step_seconds_median"] = statistics.median(seconds)
             row["timed_steps"] = len(seconds)
+            row["load_average_1min"] = os.getloadavg()[0]  # a shared machine: how busy it was while timing
             if "steps" in row:
                 row["projected_train_core_seconds"] = (
                     row["steps"] * row["step_seconds_median"] * len(variant.seeds)
