@@ -131,3 +131,19 @@ def test_measure_converts_a_flop_budget_to_steps(tmp_path, monkeypatch):
     refill_markdown(doc, "tiny:costs", costs_markdown(record))
     text = doc.read_text()
     assert "old" not in text and "| full | 256 |" in text and text.endswith("y\n")
+
+
+@needs_fmnist
+def test_a_run_stopped_by_a_signal_writes_no_result(tmp_path, monkeypatch):
+    import types
+
+    import ptdit.training
+    from ptdit.ablate.run import run_one
+
+    monkeypatch.chdir(tmp_path)
+    grid = load_grid(write_grid(tmp_path), tmp_path)
+    stopped = types.SimpleNamespace(step=1, stopped_by=15)
+    monkeypatch.setattr(ptdit.training, "train", lambda cfg, progress=None: stopped)
+    with pytest.raises(SystemExit, match="stopped by 15 at step 1"):
+        run_one(grid, grid.runs()[0])
+    assert pending(grid) == grid.runs()  # not recorded as finished

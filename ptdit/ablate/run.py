@@ -179,6 +179,7 @@ def run_one(grid: Grid, spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     if threads > 0:
         torch.set_num_threads(threads)
     started = time.time()
+    vcs = git_commit(grid.path.resolve().parent)  # the code the run starts on
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = train_config(grid, spec, threads)
     heldout = HeldoutLoss(cfg, grid.curve["n"], device)
@@ -226,7 +227,7 @@ def run_one(grid: Grid, spec: RunSpec, threads: int = 1) -> dict[str, Any]:
         "variant": spec.variant,
         "seed": spec.seed,
         "overrides": spec.overrides,
-        **git_commit(grid.path.resolve().parent),
+        **vcs,
         "steps": steps,
         "budget": grid.budget,
         **cost,
