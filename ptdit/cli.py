@@ -17,9 +17,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert-official": ("ptdit.official", "convert the released Qihoo-T2I checkpoint to a ptdit model dir"),
     "presets": ("ptdit.presets", "parameter counts of the presets next to the paper's Table 4"),
     "ablate": ("ptdit.ablate.cli", "a grid of training runs (variants x seeds), scored, tabled and plotted"),
+    "demo": ("ptdit.demo.app", "a Gradio page to generate and look at the proxy attention"),
 }
 # the pip extra a command needs beyond the core install (see ptdit.extras); generate needs none
-EXTRAS = {"train": "train", "eval": "eval", "flops": "bench", "bench": "bench", "ablate": "eval"}
+EXTRAS = {
+    "train": "train",
+    "eval": "eval",
+    "flops": "bench",
+    "bench": "bench",
+    "ablate": "eval",
+    "demo": "demo",
+}
 
 
 def _usage() -> str:

@@ -9,6 +9,7 @@ inside the functions that use them:
     ptdit[bench]   matplotlib (the plots of `ptdit bench --plot` and `ptdit flops --plot`)
     ptdit[video]   imageio, imageio-ffmpeg (MP4 files out of `ptdit generate`, MP4/WebM clips into training);
                    without it `ptdit generate --task video` writes the GIF only and says so
+    ptdit[demo]    gradio (the `ptdit demo` page)
     ptdit[all]     all of the above (scripts/setup.sh installs `.[all,dev]`)
 """
 
@@ -25,6 +26,7 @@ OPTIONAL = {
     "torchmetrics": ("torchmetrics", "eval"),
     "imageio": ("imageio", "video"),
     "imageio_ffmpeg": ("imageio-ffmpeg", "video"),
+    "gradio": ("gradio", "demo"),
 }
 
 

@@ -275,6 +275,10 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         "outputs": outputs,
     }  # fmt: skip
     atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    if getattr(args, "save_attention", False):  # attention PNGs next to each output
+        from .demo.engine import save_attention_for_manifest
+
+        save_attention_for_manifest(manifest, out_dir, args.device)
     return manifest
 
 
@@ -313,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--upscale", type=int, default=0, help="enlarge saved files N x (0 = auto: at least 256 px)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--save-attention", action="store_true", help="also write attention maps (middle step, all blocks) as PNGs"
+    )
     return p
 
 

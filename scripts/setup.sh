@@ -10,6 +10,12 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2
     || echo "setup: could not install dataset-fashion-mnist; the Fashion-MNIST world and its tests will be skipped" >&2
 fi
 
+# Chromium (Debian's) for the browser test of `ptdit demo` (tests/test_demo.py skips where it is missing)
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
+    || echo "setup: could not install chromium; the browser test of ptdit demo will be skipped" >&2
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
