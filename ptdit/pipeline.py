@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
-        "--save-attention", action="store_true", help="also write attention maps (middle step, all blocks) as PNGs"
+        "--save-attention", action="store_true", help="also write attention maps (middle step, every block)"
     )
     return p
 
