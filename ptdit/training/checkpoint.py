@@ -91,8 +91,10 @@ def write_main(
     train_config_yaml: str,
     trainer_state: dict,
 ) -> None:
-    """Rank 0: the weights, configs and trainer state (every file written atomically and fsynced)."""
-    save_safetensors_atomic(model_state, tmp / WEIGHTS_NAME)
+    """Rank 0: the weights, configs and trainer state (every file written atomically and fsynced); a LoRA run
+    passes model_state None (its adapter files come from ptdit/training/lora.py)."""
+    if model_state is not None:
+        save_safetensors_atomic(model_state, tmp / WEIGHTS_NAME)
     if ema_state is not None:
         save_safetensors_atomic(ema_state, tmp / EMA_NAME)
     atomic_write_text(tmp / CONFIG_NAME, model_config.to_json())
@@ -176,6 +178,11 @@ def resolve_weights(source: str | Path, prefer: str = "ema") -> tuple[Path, Path
     if not path.is_dir():
         raise ValueError(f"init.from={source} must be a directory (a model dir or a checkpoint dir)")
     weights = path / EMA_NAME if prefer == "ema" and (path / EMA_NAME).is_file() else weights_file(path)
+    if not weights.is_file() and (path / "lora_base.json").is_file():
+        raise ValueError(
+            f"{path} holds LoRA adapter weights, not a model: start from its base model (lora_base.json) with "
+            "init.from and apply the adapter with load_lora_weights / load_lora_adapter"
+        )
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing: {path} is not a ptdit model or checkpoint dir")
     return weights, path / CONFIG_NAME
@@ -235,8 +242,16 @@ def init_from(
 
 
 def export_model(ckpt: str | Path, out_dir: str | Path, weights: str = "ema") -> Path:
-    """Write a model dir (config.json + diffusion_pytorch_model.safetensors) from a checkpoint, with its EMA weights by default."""
+    """Write a model dir (config.json + diffusion_pytorch_model.safetensors) from a checkpoint, with its EMA weights by default.
+    A LoRA checkpoint gives an adapter dir instead (pytorch_lora_weights.safetensors, lora_base.json)."""
+    from .lora import export_adapter, is_lora_checkpoint
+
     ckpt, out_dir = Path(ckpt), Path(out_dir)
+    latest = latest_checkpoint(ckpt) if ckpt.is_dir() else None
+    if latest is not None and is_lora_checkpoint(latest):
+        ckpt = latest  # the run dir of a LoRA run: its newest checkpoint
+    if is_lora_checkpoint(ckpt):
+        return export_adapter(ckpt, out_dir, weights)
     src, config_path = resolve_weights(ckpt, weights)
     state = read_safetensors(src)
     config = PTDiTConfig.from_json(config_path)

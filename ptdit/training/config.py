@@ -1,6 +1,6 @@
 """TrainConfig: the typed, sectioned training configuration read from YAML, with dotted command-line overrides.
 
-A YAML file holds up to eight sections (model, data, text, autoencoder, train, checkpoint, log, init); each maps
+A YAML file holds up to nine sections (model, data, text, autoencoder, train, checkpoint, log, init, lora); each maps
 onto a dataclass below. `--section.key value` overrides are parsed by the type of the field they replace.
 Unknown sections or keys are errors that list the valid ones.
 """
@@ -142,6 +142,26 @@ class InitSection:
     )  # fnmatch patterns of weights allowed to differ / be missing
 
 
+LORA_TARGETS = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out",
+    "fc1",
+    "fc2",
+)  # every attention module's projections, the MLP
+
+
+@dataclass
+class LoraSection:
+    """LoRA (rank > 0): train adapters on the frozen init.from model (ptdit/training/lora.py, docs/training.md)."""
+
+    rank: int = 0  # 0 = off (full training); r > 0: rank-r adapters, base weights frozen
+    alpha: float = 0.0  # the update is scaled by alpha / rank; 0 = rank (a scale of 1)
+    targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # linears whose names end so
+    dropout: float = 0.0  # dropout on the adapter's input
+
+
 SECTION_TYPES: dict[str, type] = {
     "data": DataSection,
     "text": TextSection,
@@ -150,6 +170,7 @@ SECTION_TYPES: dict[str, type] = {
     "checkpoint": CheckpointSection,
     "log": LogSection,
     "init": InitSection,
+    "lora": LoraSection,
 }
 # The model section holds `preset` plus any PTDiTConfig field; in_channels / caption_channels / out_channels
 # may be "auto" (latent channels of the autoencoder, the text encoder's dim, in_channels).
@@ -167,6 +188,7 @@ class TrainConfig:
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
     init: InitSection = field(default_factory=InitSection)
+    lora: LoraSection = field(default_factory=LoraSection)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -430,6 +452,22 @@ def validate(cfg: TrainConfig) -> None:
         f"init.weights={cfg.init.weights!r} is not one of ('ema', 'model')",
     )
     need(cfg.log.every >= 1, f"log.every must be >= 1, got {cfg.log.every}")
+    lora = cfg.lora
+    need(lora.rank >= 0, f"lora.rank must be >= 0 (0 = no LoRA), got {lora.rank}")
+    need(lora.alpha >= 0, f"lora.alpha must be >= 0 (0 = lora.rank), got {lora.alpha}")
+    need(0 <= lora.dropout < 1, f"lora.dropout must be in [0, 1), got {lora.dropout}")
+    need(
+        not lora.rank or bool(lora.targets),
+        "lora.targets is empty: name the linears to adapt (e.g. to_q,to_k)",
+    )
+    need(
+        not lora.rank or bool(cfg.init.from_),
+        "lora.rank > 0 trains adapters on a base model: set init.from to it (e.g. ptdit/assets/models/shapes-image)",
+    )
+    need(
+        not lora.rank or t.parallel != "fsdp",
+        "lora.rank > 0 runs on one process or with DDP; train.parallel=fsdp is for full training",
+    )
     need(
         not cfg.log.sample_every or cfg.log.sample_prompts,
         "log.sample_every is set but log.sample_prompts is empty: give prompts or set log.sample_every: 0",

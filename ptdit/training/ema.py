@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 
 class EMA:
-    """shadow <- d * shadow + (1 - d) * weights, for every floating-point parameter.
+    """shadow <- d * shadow + (1 - d) * weights, for every trained (requires_grad) floating-point parameter.
 
     Before `start` the shadow copies the weights. After it, d = min(decay, (1 + k) / (10 + k)) at the k-th
     averaged step: the usual EMA warmup, so that a short run's average is not dominated by the initial weights
@@ -21,7 +21,7 @@ class EMA:
         self.shadow: dict[str, Tensor] = {
             name: p.detach().float().clone()
             for name, p in model.named_parameters()
-            if p.dtype.is_floating_point
+            if p.dtype.is_floating_point and p.requires_grad  # trained weights only: a LoRA run's adapter
         }
 
     def decay_at(self, step: int) -> float:

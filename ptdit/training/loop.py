@@ -186,13 +186,23 @@ class Trainer:
         self.model_config = cfg.model_config(
             in_channels=int(latent.shape[1]), caption_channels=int(self.text_encoder.dim)
         )
+        if cfg.lora.rank and not cfg.model:  # a LoRA run without a model section: the base model's config
+            self.model_config = PTDiTConfig.from_json(
+                ckpt.resolve_weights(cfg.init.from_, cfg.init.weights)[1]
+            )
 
         # ---- model (the same init on every rank), optional earlier-stage weights
         _seed_all(t.seed)
         model = PTDiT(self.model_config)
         self.init_summary = None
-        if cfg.init.from_ and self.resume_from is None:
+        if cfg.init.from_ and (self.resume_from is None or cfg.lora.rank):  # LoRA checkpoints hold no base
             self.init_summary = ckpt.init_from(model, cfg.init.from_, cfg.init.weights, cfg.init.ignore)
+        self.lora_note = None
+        if cfg.lora.rank:  # freeze the base, add the adapter (ptdit/training/lora.py)
+            from . import lora
+
+            lora.add_lora(model, cfg.lora)
+            self.lora_note = lora.base_note({**self.init_summary, "from": cfg.init.from_}, cfg.lora)
         model.to(self.device).train()
         if t.grad_checkpointing:
             model.enable_gradient_checkpointing()  # diffusers' switch (sets the checkpoint function too)
@@ -202,8 +212,8 @@ class Trainer:
             compile_model(model, "blocks")  # in place: parameter names (and checkpoints) do not change
         self.raw = model
         self.model = wrap_model(model, self.parallel, self.info, self.device)
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        decay = [p for p in model.parameters() if p.dim() >= 2 and p.requires_grad]  # LoRA: the adapter only
+        no_decay = [p for p in model.parameters() if p.dim() < 2 and p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=t.lr,
@@ -241,9 +251,12 @@ class Trainer:
         from ..io import read_safetensors
         from ..model import weights_file
 
-        load_full_model_state(self.raw, read_safetensors(weights_file(path)), self.info)
+        if self.lora_note is not None:
+            self._load_lora(path)
+        else:
+            load_full_model_state(self.raw, read_safetensors(weights_file(path)), self.info)
         load_full_optimizer_state(self.raw, self.optimizer, state["optimizer"])
-        if self.ema is not None:
+        if self.ema is not None and self.lora_note is None:
             if not (path / ckpt.EMA_NAME).is_file():
                 raise FileNotFoundError(f"{path / ckpt.EMA_NAME} is missing but train.ema_decay > 0")
             copy_full_into(self.ema.shadow, read_safetensors(path / ckpt.EMA_NAME))
@@ -251,12 +264,33 @@ class Trainer:
         _set_rng_state(rng, self.generator)
         self.last_checkpoint = path
 
+    def _load_lora(self, path: Path) -> None:
+        """The adapter (and its EMA) of a LoRA checkpoint, onto the same base (lora_base.json is checked)."""
+        from . import lora
+
+        lora.check_same_base(lora.read_base_note(path), self.lora_note, path)
+        lora.load_adapter_state(self.raw, lora.read_lora_file(path / lora.LORA_WEIGHTS_NAME))
+        if self.ema is not None:
+            ema = lora.read_lora_file(path / lora.EMA_LORA_WEIGHTS_NAME)
+            copy_full_into(self.ema.shadow, {n: ema[lora.peft_key(n)] for n in self.ema.shadow})
+
+    def _save_lora(self, tmp: Path) -> None:
+        """Rank 0: the adapter files and the base note of a LoRA checkpoint (no base weights)."""
+        from . import lora
+
+        config = self.raw.peft_config[lora.ADAPTER]
+        lora.write_lora_file(tmp, lora.adapter_state(self.raw), config)
+        if self.ema is not None:
+            ema = lora.adapter_state(self.raw, self.ema.shadow)
+            lora.write_lora_file(tmp, ema, config, lora.EMA_LORA_WEIGHTS_NAME)
+        lora.write_base_note(tmp, self.lora_note)
+
     def save(self) -> Path:
         """Write step_XXXXXX atomically (all ranks take part: FSDP gathers are collectives)."""
-        model_state = full_model_state(self.raw)
+        model_state = full_model_state(self.raw) if self.lora_note is None else None
         optim_state = full_optimizer_state(self.raw, self.optimizer)
         ema_state = None
-        if self.ema is not None:
+        if self.ema is not None and self.lora_note is None:
             ema_state = full_tensors(self.ema.shadow)
         tmp = ckpt.tmp_dir_for(self.run_dir, self.step)
         if self.info.is_main:
@@ -278,6 +312,8 @@ class Trainer:
                 "model_config": self.model_config.to_dict(),
             }
             ckpt.write_main(tmp, model_state, ema_state, self.model_config, self.cfg.to_yaml(), trainer_state)
+            if self.lora_note is not None:
+                self._save_lora(tmp)
             self._write_pipeline(tmp)
             final = ckpt.commit(self.run_dir, self.step, self.cfg.checkpoint.keep_last)
         barrier(self.info)

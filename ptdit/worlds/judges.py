@@ -33,7 +33,7 @@ from ..options import add_list_option
 from . import shapes_image, shapes_multiview, shapes_video
 from .judges_multiview import read_views
 from .judges_segment import Detected, as_frames, detect_objects
-from .shapes import item_rng
+from .shapes import ALL_COLORS, item_rng
 
 WORLDS = {"shapes-image": shapes_image, "shapes-video": shapes_video, "shapes-multiview": shapes_multiview}
 MAX_DETECTIONS = 6  # assignment considers the largest few detections only
@@ -129,7 +129,7 @@ def judge_image(sample, pspec: dict) -> JudgeResult:
     """Image criteria: count, color, shape, size (if named), relation (if two objects)."""
     frame = as_frames(sample, 1)[0]
     height = frame.shape[0]
-    dets = detect_objects(frame)
+    dets = detect_objects(frame, ALL_COLORS)  # new colours included: orange asked to be red is orange
     objects, rel = pspec["objects"], pspec.get("relation")
 
     def size_ok(o: dict, d: Detected) -> bool:
@@ -317,18 +317,33 @@ def heldout_prompts(world: str, n: int, seed: int = 0) -> list[tuple[str, dict]]
     return eval_prompts(world, n, seed, split="heldout")
 
 
-def eval_prompts(world: str, n: int, seed: int = 0, split: str = "heldout") -> list[tuple[str, dict]]:
+def eval_prompts(
+    world: str, n: int, seed: int = 0, split: str = "heldout", colors: str = "old"
+) -> list[tuple[str, dict]]:
     """`n` prompts of a split: (caption, parsed prompt spec), a function of seed. "heldout": compositions never
     trained on (the scores of docs/results.md); "train": compositions of the training split, which tells what a
-    model has learnt apart from how it generalises to new compositions."""
+    model has learnt apart from how it generalises to new compositions.
+
+    `colors`: "old" (the default) draws the eight colours every model trained on; "new" (shapes-image only)
+    draws scenes in which each object is in a new colour (shapes.NEW_COLORS: orange) with probability 1/2 and
+    keeps those with at least one such object: the prompts of a colour taught later (a LoRA)."""
     if split not in ("heldout", "train"):
         raise ValueError(f"unknown split {split!r}: use 'heldout' or 'train'")
+    if colors not in ("old", "new"):
+        raise ValueError(f"unknown colors {colors!r}: use 'old' or 'new'")
     mod = world_module(world)
-    ds = mod.make_dataset(split=split, length=max(1, n), seed=seed)
-    out = []
-    for i in range(n):
-        _, cap = ds.spec_and_caption(i)
-        out.append((cap, mod.parse_prompt(cap)))
+    if colors == "old":
+        ds = mod.make_dataset(split=split, length=max(1, n), seed=seed)
+        return [(cap, mod.parse_prompt(cap)) for cap in (ds.spec_and_caption(i)[1] for i in range(n))]
+    if world != "shapes-image":
+        raise ValueError(f"colors='new' is for shapes-image: {world} has no new colours")
+    ds = mod.make_dataset(split=split, length=64 * max(1, n), seed=seed, new_color_share=0.5)
+    out, i = [], 0
+    while len(out) < n:  # about 3 scenes in 4 hold a new colour
+        spec, cap = ds.spec_and_caption(i)
+        if any(o["color"] in mod.NEW_COLORS for o in spec["objects"]):
+            out.append((cap, mod.parse_prompt(cap)))
+        i += 1
     return out
 
 

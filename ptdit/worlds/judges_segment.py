@@ -3,7 +3,8 @@
 Pipeline per frame (H, W, 3) in [0, 1]:
   1. foreground = max channel > FOREGROUND_THRESHOLD (the background is black);
   2. 4-connected components of the foreground; components smaller than H*W/128 px are noise and dropped;
-  3. a component's colour is the palette colour nearest to most of its *interior* pixels (the component minus
+  3. a component's colour is the palette colour (of `colors`: the image judge reads ALL_COLORS, new colours
+     included; the video judge the eight COLORS) nearest to most of its *interior* pixels (the component minus
      its 1-px rim: an anti-aliased or blurred rim of a white shape is gray, of yellow is dark yellow ...);
      a component whose interior holds two colours, each with an interior of its own (two touching objects),
      is split by colour;
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .shapes import COLORS, PALETTE01, SHAPES, shape_coverage
+from .shapes import ALL_COLORS, ALL_PALETTE01, COLORS, PALETTE01, SHAPES, shape_coverage
 
 FOREGROUND_THRESHOLD = 0.28
 BLUR_LEVELS = 3
@@ -133,9 +134,10 @@ class Detected:
     shape_error: dict  # L1 misfit / area of each ideal shape (the smallest wins)
 
 
-def nearest_palette(pixels: np.ndarray) -> np.ndarray:
-    """Indices into COLORS of the palette colour nearest to each RGB pixel (..., 3) in [0, 1]."""
-    d = ((pixels[..., None, :] - PALETTE01) ** 2).sum(-1)
+def nearest_palette(pixels: np.ndarray, palette01: np.ndarray = PALETTE01) -> np.ndarray:
+    """Indices into `palette01` (K, 3), by default COLORS', of the colour nearest to each RGB pixel (..., 3) in
+    [0, 1]."""
+    d = ((pixels[..., None, :] - palette01) ** 2).sum(-1)
     return d.argmin(-1)
 
 
@@ -173,8 +175,8 @@ def fit_shape(coverage: np.ndarray) -> tuple[str, float, float, float, dict]:
     return (best, *fits[best], errors)
 
 
-def _object(frame: np.ndarray, mask: np.ndarray, color_idx: int, others: np.ndarray) -> Detected | None:
-    rgb = PALETTE01[color_idx]
+def _object(frame: np.ndarray, mask: np.ndarray, color: str, others: np.ndarray) -> Detected | None:
+    rgb = ALL_PALETTE01[ALL_COLORS.index(color)]
     region = dilate(mask, 1) & ~others
     coverage = np.where(region, np.clip(frame @ rgb / float(rgb @ rgb), 0.0, 1.0), 0.0)
     if coverage.sum() < 2:
@@ -185,7 +187,7 @@ def _object(frame: np.ndarray, mask: np.ndarray, color_idx: int, others: np.ndar
     obj = coverage > 0.5
     ys, xs = np.nonzero(obj if obj.any() else mask)
     return Detected(
-        color=COLORS[color_idx],
+        color=color,
         shape=shape,
         x=float((coverage * (np.arange(frame.shape[1]) + 0.5)).sum() / coverage.sum()),
         y=float((coverage * (np.arange(frame.shape[0])[:, None] + 0.5)).sum() / coverage.sum()),
@@ -198,12 +200,13 @@ def _object(frame: np.ndarray, mask: np.ndarray, color_idx: int, others: np.ndar
     )
 
 
-def detect_objects(frame: np.ndarray) -> list[Detected]:
-    """The objects of one frame (H, W, 3) in [0, 1], largest first (see the module docstring)."""
+def detect_objects(frame: np.ndarray, colors: tuple[str, ...] = COLORS) -> list[Detected]:
+    """The objects of one frame (H, W, 3) in [0, 1], largest first (see the module docstring); `colors`: the
+    palette it segments with (a subset of ALL_COLORS)."""
     h, w, _ = frame.shape
     min_area = max(4, h * w // 128)
     fg = frame.max(-1) > FOREGROUND_THRESHOLD
-    labels = nearest_palette(frame)
+    labels = nearest_palette(frame, ALL_PALETTE01[[ALL_COLORS.index(c) for c in colors]])
     parts: list[tuple[np.ndarray, int]] = []
     for comp in connected_components(fg):
         if comp.sum() < min_area:
@@ -211,7 +214,7 @@ def detect_objects(frame: np.ndarray) -> list[Detected]:
         core = erode(comp, 1)
         if core.sum() < 3:
             core = comp
-        counts = np.bincount(labels[core], minlength=len(COLORS))
+        counts = np.bincount(labels[core], minlength=len(colors))
         strong = [int(c) for c in np.nonzero(counts >= 0.1 * core.sum())[0]]
         if (
             len(strong) > 1
@@ -228,5 +231,5 @@ def detect_objects(frame: np.ndarray) -> list[Detected]:
     taken = np.zeros((h, w), dtype=bool)
     for mask, _ in parts:
         taken |= mask
-    objects = [_object(frame, mask, c, taken & ~mask) for mask, c in parts]
+    objects = [_object(frame, mask, colors[c], taken & ~mask) for mask, c in parts]
     return sorted((o for o in objects if o is not None), key=lambda o: -o.area)

@@ -8,6 +8,12 @@ sits only about 127 from red and from yellow (`palette_min_distance` computes bo
 half-covered white pixel on an anti-aliased edge is gray, is handled by the judges: they read an object's
 colour from its interior, never from its rim.
 
+New colours. `NEW_PALETTE` holds colours that no default dataset or evaluation ever draws: orange (255, 128, 0),
+the colour a LoRA teaches the bundled image model (README, docs/training.md). The image world draws it only when
+asked (`shapes_image.make_dataset(new_color_share=...)`, `data.options.new_color_share`), its captions and
+`parse_prompt` know the word, and the image judge segments with all of `ALL_COLORS`, so that an orange object
+asked to be red (or yellow) is seen as orange. `COLORS` stays the eight colours every world samples by default.
+
 Seeding. Item i of a split is a pure function of (world, seed, split, i): its generator is
 `numpy.random.default_rng([world_id, seed, split_id, i])`, so items can be drawn in any order, by any worker.
 
@@ -38,6 +44,12 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLORS: tuple[str, ...] = tuple(PALETTE)
 PALETTE01 = np.array([PALETTE[c] for c in COLORS], dtype=np.float32) / 255.0  # (8, 3) in [0, 1]
+NEW_PALETTE: dict[str, tuple[int, int, int]] = {"orange": (255, 128, 0)}  # never drawn unless asked
+NEW_COLORS: tuple[str, ...] = tuple(NEW_PALETTE)
+ALL_COLORS: tuple[str, ...] = COLORS + NEW_COLORS
+ALL_PALETTE01 = (
+    np.array([{**PALETTE, **NEW_PALETTE}[c] for c in ALL_COLORS], dtype=np.float32) / 255.0
+)  # (9, 3)
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 SPLITS: dict[str, int] = {"train": 0, "heldout": 1}
@@ -111,7 +123,7 @@ def shape_coverage(
 
 def paint(canvas: np.ndarray, coverage: np.ndarray, color: str) -> None:
     """Composite a colour over `canvas` (H, W, 3) in [0, 1] in place, weighted by `coverage` (H, W)."""
-    rgb = PALETTE01[COLORS.index(color)]
+    rgb = ALL_PALETTE01[ALL_COLORS.index(color)]
     canvas *= 1.0 - coverage[..., None]
     canvas += coverage[..., None] * rgb
 
@@ -141,14 +153,18 @@ def normalize_prompt(prompt: str) -> str:
 def object_phrase(color: str | None, shape: str | None, size: str | None = None) -> str:
     """'a red circle' or, with a size word, 'a small red circle'; without a colour 'a circle', without a shape
     'a red shape' (the partial phrases of training-only caption augmentation)."""
-    words = [size, color, shape or "shape"]
-    return "a " + " ".join(w for w in words if w)
+    text = " ".join(w for w in (size, color, shape or "shape") if w)
+    # "an orange circle"; no word of the eight old colours, the sizes or the shapes starts with a vowel
+    return ("an " if text[0] in "aeiou" else "a ") + text
 
 
-def object_regex(k: int, shapes: Sequence[str] = SHAPES, sized: bool = True) -> str:
-    """Regex of an object phrase with named groups z{k} (size, optional), c{k} (colour), s{k} (shape)."""
+def object_regex(
+    k: int, shapes: Sequence[str] = SHAPES, sized: bool = True, colors: Sequence[str] = COLORS
+) -> str:
+    """Regex of an object phrase with named groups z{k} (size, optional), c{k} (colour), s{k} (shape);
+    `colors`: the colour words it reads (the image world passes ALL_COLORS, new colours included)."""
     size = rf"(?:(?P<z{k}>{'|'.join(SIZE_WORDS)}) )?" if sized else ""
-    return rf"an? {size}(?P<c{k}>{_COLOR_RE}) (?P<s{k}>{'|'.join(shapes)})"
+    return rf"an? {size}(?P<c{k}>{'|'.join(colors)}|grey) (?P<s{k}>{'|'.join(shapes)})"
 
 
 def object_from_match(m: re.Match, k: int) -> dict:

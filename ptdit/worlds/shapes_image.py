@@ -1,7 +1,8 @@
 """Shapes image world: one or two flat shapes on black, captioned with their colours, sizes and relation.
 
 A scene holds one object, or two objects related by "left of", "right of", "above" or "below" (objects[0] is
-<relation> of objects[1]). Shapes: circle, square, triangle; colours: the 8 of `shapes.PALETTE`; sizes: small,
+<relation> of objects[1]). Shapes: circle, square, triangle; colours: the 8 of `shapes.PALETTE` (and, only
+when `new_color_share` > 0, the new colours of `shapes.NEW_PALETTE`: orange); sizes: small,
 medium, large = 0.22, 0.31, 0.40 of the image height (bounding-box side). Two objects never touch (a gap of at
 least 3 px at 32x32), and the offset along the relation's axis is always at least twice the offset across it,
 so the relation is never ambiguous.
@@ -27,7 +28,9 @@ import re
 import numpy as np
 
 from .shapes import (
+    ALL_COLORS,
     COLORS,
+    NEW_COLORS,
     SHAPES,
     SIZE_WORDS,
     ShapesWorldDataset,
@@ -128,19 +131,35 @@ def _place_pair(rng: np.random.Generator, ext: tuple[float, float], rel: str, si
     return None
 
 
-def sample_scene(rng: np.random.Generator, size: int = 32, split: str = "train") -> dict:
-    """A random scene of `split` (rejection-sampled: train avoids, heldout contains, a held-out combo)."""
+def sample_scene(
+    rng: np.random.Generator, size: int = 32, split: str = "train", new_color_share: float = 0.0
+) -> dict:
+    """A random scene of `split` (rejection-sampled: train avoids, heldout contains, a held-out combo).
+
+    `new_color_share` > 0: each object is in a new colour (NEW_COLORS, uniformly) with this probability, else in
+    one of the eight COLORS; at 0 (the default) no new colour is ever drawn, and the draws are those of before
+    new colours existed (the same scenes for the same seed)."""
     while True:
-        spec = _sample_any_scene(rng, size)
+        spec = _sample_any_scene(rng, size, new_color_share)
         if bool(heldout_compositions(spec)) == (split == "heldout"):
             return spec
 
 
-def _sample_any_scene(rng: np.random.Generator, size: int) -> dict:
+def _pick_color(rng: np.random.Generator, new_color_share: float) -> str:
+    if new_color_share > 0 and rng.random() < new_color_share:
+        return pick(rng, NEW_COLORS)
+    return pick(rng, COLORS)
+
+
+def _sample_any_scene(rng: np.random.Generator, size: int, new_color_share: float = 0.0) -> dict:
     n = 1 if rng.random() < 0.3 else 2
     while True:
         objects = [
-            {"shape": pick(rng, SHAPES), "color": pick(rng, COLORS), "size": pick(rng, SIZE_WORDS)}
+            {
+                "shape": pick(rng, SHAPES),
+                "color": _pick_color(rng, new_color_share),
+                "size": pick(rng, SIZE_WORDS),
+            }
             for _ in range(n)
         ]
         if n == 2 and (objects[0]["shape"], objects[0]["color"]) == (
@@ -221,7 +240,7 @@ def partial_caption(spec: dict, rng: np.random.Generator, p: float) -> str:
     return describe(pspec, rng)
 
 
-_A, _B = object_regex(1), object_regex(2)
+_A, _B = object_regex(1, colors=ALL_COLORS), object_regex(2, colors=ALL_COLORS)
 _PATTERNS: list[tuple[re.Pattern, str | None, bool]] = [  # (regex, relation of A to B, B comes first)
     (re.compile(rf"^(?:an image of |a picture of )?{_A}(?: on a black background)?$"), None, False)
 ]
@@ -229,7 +248,9 @@ for _rel in RELATIONS:
     for _p in REL_PHRASES[_rel]:
         _PATTERNS.append((re.compile(rf"^{_A} {_p} {_B}$"), _rel, False))
     _PATTERNS.append((re.compile(rf"^{_B} with {_A} {WITH_PHRASES[_rel]}$"), _rel, True))
-VOCABULARY = set(COLORS) | set(SHAPES) | set(SIZE_WORDS) | {"a", "an", "grey", "image", "picture", "of", "on"}
+VOCABULARY = (
+    set(ALL_COLORS) | set(SHAPES) | set(SIZE_WORDS) | {"a", "an", "grey", "image", "picture", "of", "on"}
+)
 VOCABULARY |= {
     "black",
     "background",
@@ -284,20 +305,26 @@ class ShapesImageDataset(ShapesWorldDataset):
         seed: int = 0,
         size: int = 32,
         partial_captions: float = 0.0,
+        new_color_share: float = 0.0,
     ):
         super().__init__(split, length, seed)
         if size not in (32, 64):
             raise ValueError(f"the shapes-image world renders 32x32 or 64x64 images, got size={size}")
         if not 0.0 <= partial_captions <= 1.0:
             raise ValueError(f"partial_captions is a probability in [0, 1], got {partial_captions}")
+        if isinstance(new_color_share, bool) or not isinstance(new_color_share, (int, float)):
+            raise ValueError(f"new_color_share is a probability in [0, 1], got {new_color_share!r}")
+        if not 0.0 <= new_color_share <= 1.0:
+            raise ValueError(f"new_color_share is a probability in [0, 1], got {new_color_share}")
         self.size = size
         self.partial_captions = float(partial_captions)
+        self.new_color_share = float(new_color_share)
 
     def frames_hw(self) -> tuple[int, int, int]:
         return 1, self.size, self.size
 
     def sample_scene(self, rng: np.random.Generator) -> dict:
-        return sample_scene(rng, self.size, self.split)
+        return sample_scene(rng, self.size, self.split, self.new_color_share)
 
     def render(self, spec: dict) -> np.ndarray:
         return render(spec)
@@ -314,11 +341,18 @@ def make_dataset(
     seed: int = 0,
     size: int = 32,
     partial_captions: float = 0.0,
+    new_color_share: float = 0.0,
 ) -> ShapesImageDataset:
     """The image world; `partial_captions` (training only) is the per-object chance of a shape- or colour-only
-    phrase (`partial_caption`)."""
+    phrase (`partial_caption`); `new_color_share` the per-object chance of a new colour (NEW_COLORS: orange),
+    0 by default: only data asked for it (a LoRA's, `data.options.new_color_share`) holds one."""
     return ShapesImageDataset(
-        split=split, length=length, seed=seed, size=size, partial_captions=partial_captions
+        split=split,
+        length=length,
+        seed=seed,
+        size=size,
+        partial_captions=partial_captions,
+        new_color_share=new_color_share,
     )
 
 
