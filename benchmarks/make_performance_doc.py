@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -325,16 +324,7 @@ TABLES: dict[str, Callable[[], str]] = {
 
 # =============================================================================================== result markdown
 def _gpu_check_markdown(path: Path) -> str:
-    data = json.loads(path.read_text())
-    run = gpu_check.Run.__new__(gpu_check.Run)  # the recorded run, without touching its output folder
-    run.env, run.checks, run.targets, run.rows = (
-        data["environment"],
-        data["checks"],
-        data["targets"],
-        data["rows"],
-    )
-    run.t0 = time.monotonic() - data["elapsed_s"]
-    return run.markdown()
+    return gpu_check.legacy_markdown(json.loads(path.read_text()))  # the recorded run, as its script wrote it
 
 
 def result_markdown() -> dict[Path, str]:

@@ -65,6 +65,64 @@ _LINEARS = {
 }
 
 
+# --------------------------------------------------------------------------------------------- synthetic state
+def official_shapes(
+    depth: int = 28,
+    width: int = 1152,
+    caption: int = 4096,
+    in_ch: int = 4,
+    out_ch: int = 8,
+    patch: int = 2,
+    mlp: int | None = None,
+    pe_tokens: int = 256,
+) -> dict[str, tuple[int, ...]]:
+    """Every key of docs/release.md §3.2-3.3 with its shape (released defaults), in the official registration
+    order, written down by formula (tests/test_official.py checks the XL count)."""
+    D, mlp = width, 4 * width if mlp is None else mlp
+    s: dict[str, tuple[int, ...]] = {"scale_shift_table": (2, D)}
+    s["pos_embed.proj.weight"], s["pos_embed.proj.bias"] = (D, in_ch, patch, patch), (D,)
+    s["pos_embed.pos_embed"] = (1, 1, pe_tokens, D)
+    for i in range(depth):
+        b = f"transformer_blocks.{i}."
+        s[b + "scale_shift_table"], s[b + "proxy_scale_shift_table"] = (6, D), (3, D)
+        for a in _ATTENTIONS:
+            for proj in ("to_q", "to_k", "to_v", "to_out.0"):
+                s[f"{b}{a}.{proj}.weight"], s[f"{b}{a}.{proj}.bias"] = (D, D), (D,)
+        s[b + "linear_2.weight"], s[b + "linear_2.bias"] = (D, D), (D,)
+        s[b + "ff.net.0.proj.weight"], s[b + "ff.net.0.proj.bias"] = (mlp, D), (mlp,)
+        s[b + "ff.net.2.weight"], s[b + "ff.net.2.bias"] = (D, mlp), (D,)
+        s[b + "linear_1_visual.weight"], s[b + "linear_1_visual.bias"] = (D, D), (D,)
+    s["proj_out.weight"], s["proj_out.bias"] = (patch * patch * out_ch, D), (patch * patch * out_ch,)
+    t = "adaln_single.emb.timestep_embedder."
+    s[t + "linear_1.weight"], s[t + "linear_1.bias"] = (D, 256), (D,)
+    s[t + "linear_2.weight"], s[t + "linear_2.bias"] = (D, D), (D,)
+    s["adaln_single.linear.weight"], s["adaln_single.linear.bias"] = (6 * D, D), (6 * D,)
+    s["caption_projection.linear_1.weight"], s["caption_projection.linear_1.bias"] = (D, caption), (D,)
+    s["caption_projection.linear_2.weight"], s["caption_projection.linear_2.bias"] = (D, D), (D,)
+    return s
+
+
+def synthetic_official_state(
+    seed: int = 0, depth: int = 2, width: int = 64, caption: int = 32, **kw: Any
+) -> dict[str, Tensor]:
+    """A random official state dict (tests, the GPU check): linears ~ U(+-1/sqrt(fan_in)) (zero-init linears
+    included), tables randn/sqrt(D); `kw` goes to `official_shapes`."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for k, shape in official_shapes(depth, width, caption, **kw).items():
+        if k.endswith("scale_shift_table"):
+            v = torch.randn(shape, generator=g) / width**0.5
+        elif k == "pos_embed.pos_embed":
+            v = torch.randn(shape, generator=g)  # must be ignored
+        else:
+            fan_in = 1
+            for n in shape[1:]:
+                fan_in *= n
+            v = (torch.rand(shape, generator=g) * 2 - 1) / (fan_in if k.endswith("weight") else width) ** 0.5
+        state[k] = v
+    return state
+
+
 # --------------------------------------------------------------------------------------------- names
 def official_key_map(depth: int) -> dict[str, str]:
     """Every official parameter name of a `depth`-block model -> our name (1,415 entries at depth 28).

@@ -8,6 +8,7 @@ import torch
 import ptdit.bench as bench
 from ptdit import PTDiTConfig, complexity
 from ptdit.bench import Case, cli_main, default_window, measure_case, parse_model, parse_sizes, write_outputs
+from ptdit.bench.cases import TINY_PRESET
 from ptdit.config import PRESETS
 
 REQUIRED = ("model", "height", "width", "frames", "device", "forward_ms", "train_ms", "peak_mem_gb")
@@ -16,7 +17,7 @@ REQUIRED = ("model", "height", "width", "frames", "device", "forward_ms", "train
 @pytest.fixture
 def tiny_preset(monkeypatch):
     """A 2-block preset 'PT-DiT-T' (D = 64), so that a measured row costs a second, not a minute."""
-    monkeypatch.setitem(PRESETS, "PT-DiT-T", dict(depth=2, hidden_size=64, num_heads=4))
+    monkeypatch.setitem(PRESETS, *TINY_PRESET)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,3 +150,40 @@ def test_cpu_timer_choice():
         bench.set_cpu_timer("wall")
     with pytest.raises(ValueError, match="CPU timer"):
         bench.set_cpu_timer("sundial")
+
+
+def test_cli_peers_table(tmp_path, capsys, tiny_preset):
+    """`ptdit bench --peers`: the steady protocol's rows and ratios (with the FLOP ratio) as JSON and markdown."""
+    out, md = tmp_path / "peers.json", tmp_path / "peers.md"
+    argv = [
+        "--peers",
+        "--models",
+        "PT-DiT-T",
+        "PixArt-alpha-T",
+        "--sizes",
+        "128",
+        "--modes",
+        "eager",
+        "graph",
+    ]
+    argv += [
+        "--phases",
+        "forward",
+        "--repeats",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+        "--markdown",
+        str(md),
+    ]
+    assert cli_main(argv) == 0
+    data = json.loads(out.read_text())
+    timed = [r for r in data["rows"] if r["median_ms"]]
+    assert [r["model"] for r in timed] == ["PT-DiT-T", "PixArt-alpha-T"]
+    assert all(len(r["pass_medians_ms"]) == 2 and r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in timed)
+    assert all(r["skipped"] for r in data["rows"] if r["mode"] == "graph")
+    ratio = data["ratios"][0]
+    assert ratio["peer"] == "PixArt-alpha-T" and ratio["eager_ratio"] > 0 and 0 < ratio["flop_ratio"] < 1
+    assert "FLOP ratio" in md.read_text() and "pass 2 128x128 forward eager" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The one-call GPU scripts (scripts/gpu/), exercised on the CPU: a lent GPU machine gives one try, so they must
+"""The one-call GPU scripts (scripts/gpu/, benchmarks/gpu_check.py), exercised on the CPU: a lent GPU machine gives one try, so they must
 work before they get there. Also the recorded benchmarks: docs/performance.md's tables and the markdown in
 benchmarks/results/ against the JSON they are generated from (benchmarks/make_performance_doc.py)."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,37 @@ def test_performance_summary_is_one_short_table():
     summary = text.split("<!-- summary -->", 1)[1].split("<!-- /summary -->", 1)[0]
     assert text.index("<!-- summary -->") < text.index("\n## ", text.index("## Summary") + 1)
     assert 3 <= summary.count("\n|") <= 15 + 2  # header and separator, at most 15 rows
+
+
+# ------------------------------------------------------------------ the standing GPU check, on the CPU
+def test_gpu_check_smoke_runs_every_section(tmp_path):
+    """`benchmarks/gpu_check.py --smoke` on the CPU: every section ran or says why not, the correctness rows and the
+    pipeline pass, the peers table has both models in eager and compiled modes, the commit is recorded."""
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "--smoke", "--device", "cpu", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    secs = data["sections"]
+    assert data["schema"] == 2 and data["smoke"] and "estimated H100 budget" in data["budget_estimate"]
+    assert set(secs) == {"environment", "correctness", "sync_debug", "pipeline", "profile", "peers"}
+    assert all(s["status"] == "done" for n, s in secs.items() if n != "sync_debug"), secs
+    assert secs["sync_debug"]["status"] == "skipped" and "CUDA" in secs["sync_debug"]["reason"]
+    env_ = secs["environment"]
+    assert len(env_["commit"]) == 40 and isinstance(env_["dirty"], bool)
+    checks = secs["correctness"]["checks"]
+    assert {"forward compile model", "gradients compile model (worst tensor)"} <= {c["path"] for c in checks}
+    assert all(c["result"] == "PASS" for c in checks)
+    assert secs["pipeline"]["result"] == "PASS" and secs["pipeline"]["finite"]
+    rows = secs["peers"]["rows"]
+    timed = {(r["model"], r["phase"], r["mode"]) for r in rows if r.get("median_ms")}
+    assert {(m, p, mode) for m in ("PT-DiT-T", "PixArt-alpha-T") for p in ("forward", "train")
+            for mode in ("eager", "compiled")} <= timed  # fmt: skip
+    assert all(r["skipped"] for r in rows if r["mode"] == "graph")  # CUDA graphs: skipped with the reason
+    assert all(r["flop_ratio"] and r["compiled_ratio"] for r in secs["peers"]["ratios"])
+    assert secs["peers"]["targets"][0]["result"] in ("PASS", "FAIL")
+    profiles = secs["profile"]["profiles"]
+    assert len(profiles) == 2 and all(len(p["blocks"]) == 2 and p["top"] for p in profiles)
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert env_["commit"] in md and "## Peers in the same mode" in md
+    assert "block 0" in (tmp_path / "gpu_check_profile.md").read_text()

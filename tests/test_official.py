@@ -30,65 +30,14 @@ from ptdit.official import (
     from_official,
     load_official_state_dict,
     official_key_map,
+    official_shapes,
     ptdit_key_map,
+    synthetic_official_state,
 )
 
 ATTNS = ("proxy_attn1", "attn1", "pvisual_attn2", "attn2", "attn3")
 HEADS = 4  # the tiny width 64 is not a multiple of the released head size 72: heads passed explicitly
-
-
-# ------------------------------------------------------------------------------------------- §3.2-3.3, by formula
-def official_shapes(
-    depth: int = 28,
-    width: int = 1152,
-    caption: int = 4096,
-    in_ch: int = 4,
-    out_ch: int = 8,
-    patch: int = 2,
-    mlp: int | None = None,
-    pe_tokens: int = 256,
-) -> dict[str, tuple[int, ...]]:
-    """Every key of docs/release.md §3.2-3.3 (released defaults), in the official registration order."""
-    D, mlp = width, 4 * width if mlp is None else mlp
-    s: dict[str, tuple[int, ...]] = {"scale_shift_table": (2, D)}
-    s["pos_embed.proj.weight"], s["pos_embed.proj.bias"] = (D, in_ch, patch, patch), (D,)
-    s["pos_embed.pos_embed"] = (1, 1, pe_tokens, D)
-    for i in range(depth):
-        b = f"transformer_blocks.{i}."
-        s[b + "scale_shift_table"], s[b + "proxy_scale_shift_table"] = (6, D), (3, D)
-        for a in ATTNS:
-            for proj in ("to_q", "to_k", "to_v", "to_out.0"):
-                s[f"{b}{a}.{proj}.weight"], s[f"{b}{a}.{proj}.bias"] = (D, D), (D,)
-        s[b + "linear_2.weight"], s[b + "linear_2.bias"] = (D, D), (D,)
-        s[b + "ff.net.0.proj.weight"], s[b + "ff.net.0.proj.bias"] = (mlp, D), (mlp,)
-        s[b + "ff.net.2.weight"], s[b + "ff.net.2.bias"] = (D, mlp), (D,)
-        s[b + "linear_1_visual.weight"], s[b + "linear_1_visual.bias"] = (D, D), (D,)
-    s["proj_out.weight"], s["proj_out.bias"] = (patch * patch * out_ch, D), (patch * patch * out_ch,)
-    t = "adaln_single.emb.timestep_embedder."
-    s[t + "linear_1.weight"], s[t + "linear_1.bias"] = (D, 256), (D,)
-    s[t + "linear_2.weight"], s[t + "linear_2.bias"] = (D, D), (D,)
-    s["adaln_single.linear.weight"], s["adaln_single.linear.bias"] = (6 * D, D), (6 * D,)
-    s["caption_projection.linear_1.weight"], s["caption_projection.linear_1.bias"] = (D, caption), (D,)
-    s["caption_projection.linear_2.weight"], s["caption_projection.linear_2.bias"] = (D, D), (D,)
-    return s
-
-
-def synthetic_state(
-    seed: int = 0, depth: int = 2, width: int = 64, caption: int = 32, **kw
-) -> dict[str, Tensor]:
-    """Random official state dict: linears ~ U(+-1/sqrt(fan_in)) (zero-init linears included), tables randn/sqrt(D)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for k, shape in official_shapes(depth, width, caption, **kw).items():
-        if k.endswith("scale_shift_table"):
-            v = torch.randn(shape, generator=g) / math.sqrt(width)
-        elif k == "pos_embed.pos_embed":
-            v = torch.randn(shape, generator=g)  # must be ignored
-        else:
-            fan_in = int(np.prod(shape[1:])) if k.endswith("weight") else width
-            v = (torch.rand(shape, generator=g) * 2 - 1) / math.sqrt(fan_in)
-        state[k] = v
-    return state
+synthetic_state = synthetic_official_state  # §3.2-3.3 by formula: ptdit.official.official_shapes
 
 
 # --------------------------------------------------------------------------------------------- reference forward
@@ -384,7 +333,9 @@ def test_release_numerics_round_the_timestep_to_the_weights_dtype(tiny):
     x, _, y, mask = inputs(h=16, w=16)  # one 8x8 window: enough to see the timestep
     x, y = x.bfloat16(), y.bfloat16()
     with torch.no_grad():
-        a = model(x, torch.tensor([983.05, 983.05]), y, mask).sample  # bf16(983.05) = 984 (docs/release.md §4.2)
+        a = model(
+            x, torch.tensor([983.05, 983.05]), y, mask
+        ).sample  # bf16(983.05) = 984 (docs/release.md §4.2)
         b = model(x, torch.tensor([984.0, 984.0]), y, mask).sample
         c = model(x, torch.tensor([980.0, 980.0]), y, mask).sample
     assert torch.equal(a, b) and not torch.equal(a, c)
@@ -487,7 +438,11 @@ def test_cli_round_trip_gives_the_same_model(tiny, tmp_path, capsys):
     out = tmp_path / "converted"
     assert cli_main([str(path), str(out), "--num-heads", "4"]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors", "pipeline.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "pipeline.json",
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["converted"]  # no temporary directory left
     loaded = PTDiT.from_pretrained(out)
     assert loaded.ptdit_config == model.ptdit_config and loaded.config.extra["source"] == "qihoo-t2x-official"

@@ -11,10 +11,16 @@ Model names: "PT-DiT-S|B|L|XL|H" (official block), with "-lean" (lean block) or 
 PixArt-alpha-style mode), and any of the fast-path flags "+fuse" (fused QKV), "+split" / "+flex" (shifted
 windows without a dense mask), "+fast" (= +fuse, and +split on a GPU), "+compile" (torch.compile per block), "+graph" (one CUDA
 graph per forward); peers "PixArt-alpha", "PixArt-alpha-S" (scaled down to PT-DiT-S's parameters, for CPUs),
-"DiT-XL/2", "Sana-0.6B", "CogVideoX-2B" (peers take "+compile" and "+graph").
+"PixArt-alpha-T" (2 blocks, smoke runs), "DiT-XL/2", "Sana-0.6B", "CogVideoX-2B" (peers take "+compile" and "+graph").
+
+`ptdit bench --peers` is the peers table instead: each model in each mode (eager, compiled, CUDA graphs) and phase
+(forward, training step), timed with the steady protocol (steady: models interleaved per repeat, warm-up until
+two consecutive medians agree within 3 %, median with min-max, the whole table twice, rows flagged where the
+passes differ by more than 10 %), with the time ratio against the reference beside the FLOP ratio.
 
 Layout: cases (Case, model names and flags, windows), models (builders), timing (clocks, memory, matmul
-ceiling), measure (one row: `measure_case`), report (table, plot, files) and cli (`ptdit bench`).
+ceiling), measure (one row: `measure_case`), steady (the protocol: `steady_table`), peers (`peer_table`,
+`ratios`), report (table, plot, files) and cli (`ptdit bench`).
 """
 
 from .cases import FLAGS, PEERS, TEMPORAL_FACTOR, VAE_FACTOR, Case, default_window, parse_model
@@ -32,8 +38,10 @@ from .cli import (
 )
 from .measure import environment, measure_case
 from .models import Built, build
+from .peers import peer_table, ratios
 from .report import _fmt as _fmt  # used by benchmarks/gpu_check.py
 from .report import markdown_table, plot, setup_line, write_outputs
+from .steady import steady_table
 from .timing import (
     CPU_TIMERS,
     free_memory,
@@ -81,4 +89,7 @@ __all__ = [
     "build_parser",
     "cases_for",
     "cli_main",
+    "steady_table",
+    "peer_table",
+    "ratios",
 ]

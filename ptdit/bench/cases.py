@@ -9,7 +9,10 @@ from ..config import PRESETS, ratio_for_size
 VAE_FACTOR = 8
 TEMPORAL_FACTOR = 4  # causal video VAEs: 1 + 4k frames -> 1 + k latent frames
 FLAGS = ("fuse", "split", "flex", "fast", "compile", "graph")
-PEERS = ("PixArt-alpha", "PixArt-alpha-S", "DiT-XL/2", "Sana-0.6B", "CogVideoX-2B")
+PEERS = ("PixArt-alpha", "PixArt-alpha-S", "PixArt-alpha-T", "DiT-XL/2", "Sana-0.6B", "CogVideoX-2B")
+IMAGE_PEERS = ("PixArt-alpha", "PixArt-alpha-S", "PixArt-alpha-T", "DiT-XL/2", "Sana-0.6B")
+# smoke runs (CPU tests of the GPU scripts): a 2-block PT-DiT, beside "PixArt-alpha-T" (2 blocks, D = 96)
+TINY_PRESET = ("PT-DiT-T", dict(depth=2, hidden_size=64, num_heads=4))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import torch
 
 from ..extras import require
 from ..options import add_list_option
-from .cases import Case, parse_model
+from .cases import IMAGE_PEERS, Case, parse_model
 from .measure import measure_case
 from .report import _fmt, write_outputs
 from .timing import CPU_TIMERS, set_cpu_timer
@@ -92,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU clock: wall, or process (CPU time; with --threads 1, steady on a shared machine)",
     )
     p.add_argument("--reference", default=None, help="add a forward-time ratio column against this model")
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="the peers table: every model in each --modes and --phases, timed with the steady protocol "
+        "(interleaved, warmed up until steady, the whole table twice; ratios against --reference, default "
+        "the last model, beside the FLOP ratio)",
+    )
+    add_list_option(p, "--modes", metavar="MODE", help="--peers: eager compiled graph (default: all three)")
+    add_list_option(p, "--phases", metavar="PHASE", help="--peers: forward train (default: both)")
+    p.add_argument(
+        "--compile-scope", choices=("model", "blocks"), default="model", help="--peers: what is compiled"
+    )
     p.add_argument("--json", dest="json_path", help="write the rows as JSON here")
     p.add_argument("--markdown", help="write the markdown table here")
     p.add_argument("--plot", help="write the time-vs-resolution plot (PNG) here")
@@ -115,12 +128,48 @@ def cases_for(models: Sequence[str], sizes: Sequence[tuple[int, int, int]]) -> l
     for f, h, w in sizes:
         for m in models:
             base, _ = parse_model(m)
-            if f > 1 and base in ("PixArt-alpha", "PixArt-alpha-S", "DiT-XL/2", "Sana-0.6B"):
+            if f > 1 and base in IMAGE_PEERS:
                 continue
             if f == 1 and base == "CogVideoX-2B":
                 continue
             cases.append(Case(m, h, w, f))
     return cases
+
+
+def peers_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """`ptdit bench --peers`: ptdit.bench.peers.peer_table with the steady protocol; JSON rows + markdown."""
+    from ..io import atomic_write_text
+    from . import peers
+    from .measure import environment
+    from .steady import cpu_timer
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    gpu = device.type == "cuda"
+    dtype = DTYPES[args.dtype or ("bf16" if gpu else "fp32")]
+    models = args.models or ["PT-DiT-L", "PixArt-alpha"]
+    reference = args.reference or models[-1]
+    sizes = [(h, w) for f, h, w in parse_sizes(args.sizes or ["512", "1024"]) if f == 1]
+    timer = None if gpu else cpu_timer(CPU_TIMERS[args.cpu_timer])
+
+    def on_group(p: int, label: str, rows: list) -> None:
+        cells = ", ".join(
+            f"{r.name} {_fmt(r.pass_medians()[-1] if r.pass_medians() else None, 2)} ms" for r in rows
+        )
+        print(f"pass {p + 1} {label}: {cells}", flush=True)
+
+    rows = peers.peer_table(
+        models, sizes, device, dtype, args.modes or peers.MODES, args.phases or peers.PHASES, args.batch,
+        args.compile_scope, timer=timer, repeats=args.repeats or 10, on_group=on_group,
+    )  # fmt: skip
+    ratio_rows = peers.ratios(rows, reference)
+    md = f"Command: `ptdit bench {' '.join(argv)}`\n\n" + peers.markdown(rows, ratio_rows)
+    if args.json_path:
+        data = {"environment": environment(device, dtype), "rows": rows, "ratios": ratio_rows}
+        atomic_write_text(args.json_path, json.dumps(data, indent=1, default=str) + "\n")
+    if args.markdown:
+        atomic_write_text(args.markdown, md)
+    print(md)
+    return 0
 
 
 def cli_main(argv: list[str]) -> int:
@@ -129,6 +178,8 @@ def cli_main(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     set_cpu_timer(args.cpu_timer)
+    if args.peers:
+        return peers_main(args, argv)
     if args.plot:  # before the measurements, not after
         require("matplotlib", "bench", "the plot of ptdit bench")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu"))

@@ -85,7 +85,7 @@ def _param_dtype(model: nn.Module) -> torch.dtype:
 
 
 def _build_pixart(
-    case: Case, device: torch.device, dtype: torch.dtype, small: bool, text_len: int = 120
+    case: Case, device: torch.device, dtype: torch.dtype, small: str = "", text_len: int = 120
 ) -> Built:
     from diffusers import PixArtTransformer2DModel
 
@@ -94,8 +94,9 @@ def _build_pixart(
     _check_case(case, VAE_FACTOR, 2)
     if case.frames != 1:
         raise ValueError("PixArt-alpha is an image model: give it image sizes, not video")
-    # PixArt-XL-2-1024-MS; "-S" has PT-DiT-S's depth and parameters (D = 384 = 6 x 64 vs PT-DiT-S's 288)
-    spec = complexity.PixArtSpec(depth=10, hidden_size=384, num_heads=6) if small else complexity.PixArtSpec()
+    # PixArt-XL-2-1024-MS; "-S" has PT-DiT-S's depth and parameters (D = 384 = 6 x 64 vs PT-DiT-S's 288);
+    # "-T" is a 2-block toy for smoke runs
+    spec = _small_pixart().get(small, complexity.PixArtSpec())
     with torch.device(device):
         model = PixArtTransformer2DModel(
             num_attention_heads=spec.num_heads,
@@ -135,8 +136,17 @@ def _build_pixart(
         N,
         macs,
         (1, spec.num_heads, N),
-        72 if not small else 64,
+        spec.hidden_size // spec.num_heads,
     )
+
+
+def _small_pixart() -> dict[str, Any]:
+    from .. import complexity
+
+    return {
+        "-S": complexity.PixArtSpec(depth=10, hidden_size=384, num_heads=6),
+        "-T": complexity.PixArtSpec(depth=2, hidden_size=96, num_heads=4),
+    }
 
 
 def _f(model: nn.Module) -> dict[str, torch.dtype]:
@@ -256,8 +266,8 @@ def build(case: Case, device: torch.device | str, dtype: torch.dtype) -> Built:
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.set_verbosity_error()
-    if base == "PixArt-alpha" or base == "PixArt-alpha-S":
-        built = _build_pixart(case, device, dtype, small=base.endswith("-S"))
+    if base.startswith("PixArt-alpha"):
+        built = _build_pixart(case, device, dtype, small=base.removeprefix("PixArt-alpha"))
     elif base == "DiT-XL/2":
         built = _build_dit(case, device, dtype)
     elif base == "Sana-0.6B":
