@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flops": ("ptdit.complexity", "analytic MACs and parameters of PT-DiT and its peers"),
     "bench": ("ptdit.bench", "time forward/training steps and memory against peers"),
     "convert-official": ("ptdit.official", "convert the released Qihoo-T2I checkpoint to a ptdit model dir"),
+    "export-diffusers": ("ptdit.export_diffusers", "write a model as a diffusers pipeline folder"),
     "presets": ("ptdit.presets", "parameter counts of the presets next to the paper's Table 4"),
     "ablate": ("ptdit.ablate.cli", "a grid of training runs (variants x seeds), scored, tabled and plotted"),
     "demo": ("ptdit.demo.app", "a Gradio page to generate and look at the proxy attention"),

@@ -17,9 +17,12 @@ from typing import Any
 
 import torch
 
+from .diffusers_pipeline import PTDiTPipeline
 from .extras import require
+from .generation import generate_pixels, load_pipeline
 from .io import atomic_write_text
-from .pipeline import Pipeline, PipelineDefaults, bundled_model_dir, default_device
+from .pipeline import PipelineDefaults, bundled_model_dir, default_device
+from .pipeline_folders import read_defaults
 
 WORLDS = ("shapes-image", "shapes-video", "shapes-multiview", "fashion-mnist")
 HEADLINE = {  # the score each world is judged by (issue 5 targets)
@@ -36,7 +39,7 @@ def _rate(values: list[bool | None]) -> float | None:
 
 
 def evaluate_shapes(
-    pipe: Pipeline,
+    pipe: PTDiTPipeline,
     world: str,
     n: int,
     seed: int,
@@ -49,9 +52,9 @@ def evaluate_shapes(
     from .worlds.judges import eval_prompts, judge
 
     prompts = [p for p, _ in eval_prompts(world, n, seed=seed, split=split)]
-    d = pipe.defaults
-    pixels = pipe(
-        prompts, [seed + i for i in range(n)], d.height, d.width, d.frames, steps, cfg, d.sampler, batch_size,
+    d = pipe.config  # the model's default size (model_index.json or pipeline.json)
+    pixels = generate_pixels(
+        pipe, prompts, [seed + i for i in range(n)], d.height, d.width, d.frames, steps, cfg, None, batch_size,
         progress=progress,
     )  # fmt: skip
     per_sample, criteria = [], {}
@@ -67,16 +70,16 @@ def evaluate_shapes(
 
 
 def evaluate_fashion_mnist(
-    pipe: Pipeline, n: int, seed: int, steps: int, cfg: float, batch_size: int, progress: bool
+    pipe: PTDiTPipeline, n: int, seed: int, steps: int, cfg: float, batch_size: int, progress: bool
 ) -> tuple[dict[str, Any], list[torch.Tensor], list[dict]]:
     from .worlds import fashion_mnist as fm
     from .worlds import fmnist_nets
 
     prompts = [fm.caption(i % 10) for i in range(n)]
     labels = torch.tensor([i % 10 for i in range(n)])
-    d = pipe.defaults
-    pixels = pipe(
-        prompts, [seed + i for i in range(n)], d.height, d.width, 1, steps, cfg, d.sampler, batch_size,
+    d = pipe.config
+    pixels = generate_pixels(
+        pipe, prompts, [seed + i for i in range(n)], d.height, d.width, 1, steps, cfg, None, batch_size,
         progress=progress,
     )  # fmt: skip
     fake = torch.stack([p[:, 0] for p in pixels])  # (N, 1, H, W) in [-1, 1]
@@ -128,7 +131,7 @@ def evaluate(
     (default ./outputs). `split`: the Shapes prompts to score, "heldout" (compositions never trained on) or
     "train" (written as `eval_<world>_train.*`)."""
     model_dir = Path(model_dir)
-    defaults = PipelineDefaults.read(model_dir) if model_dir.is_dir() else PipelineDefaults()
+    defaults = read_defaults(model_dir) if model_dir.is_dir() else PipelineDefaults()
     world = world or defaults.world
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; use --world with one of {WORLDS}")
@@ -140,7 +143,7 @@ def evaluate(
         raise ValueError("--split train is for the Shapes worlds: fashion-mnist is scored per class prompt")
     if world == "fashion-mnist":  # before sampling, not after
         require("torchmetrics", "eval", "the Fashion-MNIST FID")
-    pipe = Pipeline.from_pretrained(model_dir, device=device or default_device())
+    pipe = load_pipeline(model_dir, device=device or default_device())
     steps = steps or defaults.steps
     cfg = defaults.cfg if cfg is None else cfg
     start = time.perf_counter()
@@ -160,11 +163,11 @@ def evaluate(
             "seed": seed,
             "steps": steps,
             "cfg": cfg,
-            "sampler": pipe.defaults.sampler,
+            "sampler": defaults.sampler,
             "split": split,
         },
         "seconds": round(time.perf_counter() - start, 1),
-        "device": str(pipe.model_device),
+        "device": str(pipe.transformer.device),
         "samples": per_sample,
     }
     json_path, png_path = output_paths(out, world, split)

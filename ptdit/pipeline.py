@@ -1,9 +1,10 @@
-"""Generation: prompts -> text encoder -> sampler loop over the model -> autoencoder decode -> files.
+"""`ptdit generate`: prompts -> `PTDiTPipeline` -> files.
 
-`Pipeline.from_pretrained(model_dir)` reads the model directory (config.json + diffusion_pytorch_model.safetensors) and, if present,
-its `pipeline.json` (the text encoder, autoencoder and default sizes the model was trained with). `ptdit generate`
-wraps it: images -> PNG, video -> MP4 + GIF, multi-view -> one PNG per view + a grid, and a manifest.json that
-records the prompt, seed and settings of every output.
+The model folder is a pipeline folder (model_index.json, `ptdit export-diffusers`) or a ptdit model folder
+(config.json + diffusion_pytorch_model.safetensors + pipeline.json: the text encoder, autoencoder and default sizes
+the model was trained with); `ptdit.generation.load_pipeline` reads either. Images -> PNG, video -> MP4 + GIF,
+multi-view -> one PNG per view + a grid, and a manifest.json that records the prompt, seed and settings of every
+output. `Pipeline`, the 0.1 generation class, is deprecated (ptdit.PTDiTPipeline replaces it) and goes in 0.3.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import torch
 from torch import Tensor
 
 from .extras import available, message
+from .generation import generate_pixels, load_pipeline
 from .io import atomic_write_text
 from .model import PTDiT
 from .pipeline_config import PIPELINE_NAME, PipelineDefaults
+from .pipeline_folders import read_defaults
 
 TASKS = ("image", "video", "multiview")
 BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
@@ -43,7 +46,10 @@ def default_device() -> torch.device:
 
 
 class Pipeline:
-    """A model with its text encoder and autoencoder, ready to turn prompts into pixels."""
+    """A model with its text encoder and autoencoder, ready to turn prompts into pixels.
+
+    Deprecated since 0.2 (removed in 0.3): use `ptdit.PTDiTPipeline` (`PTDiTPipeline.from_pretrained(model_dir)`
+    reads the same folders; `ptdit.generation.generate_pixels(pipe, prompts, seeds, ...)` is this `__call__`)."""
 
     def __init__(
         self, model: PTDiT, text_encoder, autoencoder, defaults: PipelineDefaults, source: str = ""
@@ -64,8 +70,17 @@ class Pipeline:
         dtype: torch.dtype = torch.float32,
         pad: bool | None = None,
     ) -> Pipeline:
+        import warnings
+
         from .autoencoders import load_autoencoder
         from .text import load_text_encoder
+
+        warnings.warn(
+            "ptdit.pipeline.Pipeline is deprecated and will be removed in ptdit 0.3: use "
+            "ptdit.PTDiTPipeline.from_pretrained(model_dir) (and ptdit.generation.generate_pixels)",
+            FutureWarning,
+            stacklevel=2,
+        )
 
         model_dir = Path(model_dir).expanduser()
         device = torch.device(device) if device is not None else default_device()
@@ -225,7 +240,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = Path(args.model).expanduser() if args.model else bundled_model_dir(args.task or "image")
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
-    defaults = PipelineDefaults.read(model_dir)
+    defaults = read_defaults(model_dir)  # pipeline.json, or a pipeline folder's model_index.json
     task = args.task or defaults.task
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {TASKS}")
@@ -243,15 +258,16 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cpu" and args.dtype == "fp16":
         raise ValueError("fp16 is not supported on the CPU: use --dtype fp32 or bf16")
 
-    pipe = Pipeline.from_pretrained(
-        model_dir, text_encoder=args.text_encoder, autoencoder=args.vae, device=device, dtype=dtype,
-        pad=True if args.pad else None,
+    pipe = load_pipeline(
+        model_dir, text_encoder=args.text_encoder, vae=args.vae, device=device, dtype=dtype, pad=args.pad,
+        task=task,
     )  # fmt: skip
     pipe.latent_shape(1, frames, height, width)  # fail early, before any work
     seeds = [args.seed + i for i in range(len(prompts))]
-    pixels = pipe(
-        prompts, seeds, height, width, frames, steps, cfg, sampler, args.batch_size, progress=not args.quiet
-    )
+    pixels = generate_pixels(
+        pipe, prompts, seeds, height, width, frames, steps, cfg, sampler, args.batch_size,
+        progress=not args.quiet,
+    )  # fmt: skip
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     upscale = _auto_upscale(height, width) if args.upscale == 0 else args.upscale
@@ -270,7 +286,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "height": height, "width": width, "frames": frames, "steps": steps, "cfg": cfg, "sampler": sampler,
             "dtype": args.dtype, "device": str(device), "batch_size": args.batch_size, "upscale": upscale,
-            "text_encoder": args.text_encoder or defaults.text_encoder, "autoencoder": args.vae or defaults.autoencoder,
+            "text_encoder": args.text_encoder or defaults.text_encoder or type(pipe.text_encoder).__name__,
+            "autoencoder": args.vae or defaults.autoencoder or type(pipe.vae).__name__,
         },
         "outputs": outputs,
     }  # fmt: skip
@@ -290,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("prompt", nargs="*", help="one or more prompts")
     p.add_argument("--prompts", help="a text file with one prompt per line")
-    p.add_argument("--model", help="a ptdit model directory (default: the bundled model of --task)")
+    p.add_argument(
+        "--model",
+        help="a pipeline folder (ptdit export-diffusers) or a ptdit model folder (default: the bundled model of --task)",
+    )
     p.add_argument("--task", choices=TASKS, help="image, video or multiview (default: the model's)")
     p.add_argument(
         "--text-encoder", help='text encoder: "minilm", "t5:DIR" or a T5 directory (default: the model\'s)'
