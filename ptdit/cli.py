@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from .extras import MissingExtra, missing_extra
 
@@ -39,6 +40,17 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _one_line_warnings(name: str) -> None:
+    """Show warnings as one line, `ptdit NAME: warning: MESSAGE` (not Python's file:line plus source line)."""
+
+    def show(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None, line=None
+    ) -> None:
+        print(f"ptdit {name}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -48,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"ptdit: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    _one_line_warnings(name)
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.cli_main(rest) or 0)

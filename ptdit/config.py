@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,32 @@ class PTDiTConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (e.g. provenance)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "window", tuple(int(v) for v in self.window))
+        # types and ranges first (each message names the field, its value and what it must be), so that a bad
+        # value is one clear ValueError here, not a TypeError or a negative size deep inside the build
         if self.out_channels is None:
             object.__setattr__(self, "out_channels", self.in_channels)
+        for name in ("depth", "hidden_size", "num_heads", "patch_size", "in_channels", "out_channels",
+                     "caption_channels"):  # fmt: skip
+            object.__setattr__(self, name, _check_int(name, getattr(self, name)))
+        window = self.window
         _check(
-            len(self.window) == 3 and all(v >= 1 for v in self.window),
-            f"window must be three positive ints (p_f, p_h, p_w), got {self.window}",
+            isinstance(window, (list, tuple))
+            and len(window) == 3
+            and all(_is_int(v) and v >= 1 for v in window),
+            f"window must be three positive ints (p_f, p_h, p_w), got {window!r}",
         )
-        _check(self.depth >= 1, f"depth must be >= 1, got {self.depth}")
+        object.__setattr__(self, "window", tuple(int(v) for v in window))
+        for name in ("use_giim", "use_window_attention", "use_shift_window", "pad"):
+            value = getattr(self, name)
+            _check(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+        for name in ("mlp_ratio", "norm_eps"):
+            value = getattr(self, name)
+            _check(
+                _is_number(value) and math.isfinite(value) and value > 0,
+                f"{name} must be a finite number > 0, got {value!r}",
+            )
+            object.__setattr__(self, name, float(value))
+        _check(isinstance(self.extra, dict), f"extra must be a mapping, got {self.extra!r}")
         _check(
             self.hidden_size % self.num_heads == 0,
             f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}",
@@ -75,7 +94,10 @@ class PTDiTConfig:
             self.hidden_size % 16 == 0,
             f"hidden_size {self.hidden_size} must divide by 16 (3-D sin-cos split D/4 + 3D/8 + 3D/8)",
         )
-        _check(self.patch_size >= 1, f"patch_size must be >= 1, got {self.patch_size}")
+        _check(
+            self.mlp_hidden >= 1,
+            f"mlp_ratio {self.mlp_ratio} gives an FFN of width {self.mlp_hidden}: use mlp_ratio >= {0.5 / self.hidden_size:g}",
+        )
         _check(
             self.out_channels >= self.in_channels,
             f"out_channels {self.out_channels} must be >= in_channels {self.in_channels} "
@@ -88,7 +110,7 @@ class PTDiTConfig:
             ("block", self.block, BLOCKS),
             ("numerics", self.numerics, NUMERICS),
         ):
-            _check(value in allowed, f"{name}={value!r} is not one of {allowed}")
+            _check(isinstance(value, str) and value in allowed, f"{name}={value!r} is not one of {allowed}")
         if self.attention == "proxy":
             _check(
                 self.use_giim or self.use_window_attention or self.use_shift_window,
@@ -161,6 +183,26 @@ def field_names() -> list[str]:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any) -> int:
+    """A size field: an integer (not a bool, a string or a float) >= 1, returned as an int."""
+    if not _is_int(value):
+        hint = (
+            f" (write {value} without quotes)" if isinstance(value, str) and value.strip().isdigit() else ""
+        )
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r} ({type(value).__name__}){hint}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)
 
 
 # The paper's Table 4 (layers, hidden size, heads); paper parameter counts in ptdit.presets.

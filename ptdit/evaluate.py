@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .checks import check_eval
 from .diffusers_pipeline import PTDiTPipeline
 from .extras import require
 from .generation import generate_pixels, load_pipeline
@@ -130,6 +131,7 @@ def evaluate(
     """Score a model directory on a world; writes `eval_<world>.json` and `eval_<world>.png` into `out`
     (default ./outputs). `split`: the Shapes prompts to score, "heldout" (compositions never trained on) or
     "train" (written as `eval_<world>_train.*`)."""
+    check_eval(model_dir, world, n, seed, steps, cfg, batch_size, out, device, split)  # before anything loads
     model_dir = Path(model_dir)
     defaults = read_defaults(model_dir) if model_dir.is_dir() else PipelineDefaults()
     world = world or defaults.world

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .checks import check_sampling
 from .diffusers_pipeline import PTDiTPipeline
 from .flow_scheduler import scheduler_for_sampler
 from .model import PTDiT
@@ -69,8 +70,7 @@ def generate_pixels(
     """Pixels (C, F, H, W) float32 in [-1, 1] on the CPU per prompt; sample i starts from the noise of
     torch.Generator().manual_seed(seeds[i]), whatever the batch. sampler: "euler" (the release), "flow-euler"
     (the same), "flow-dpm" (DPM-Solver++ 2M with flow sigmas) or None (the pipeline's scheduler as it is)."""
-    if len(prompts) != len(seeds):
-        raise ValueError(f"one seed per prompt is needed: {len(prompts)} prompt(s), {len(seeds)} seed(s)")
+    check_sampling(prompts, seeds, height, width, frames, steps, cfg, sampler, batch_size)  # before any work
     if sampler is not None:
         pipe.scheduler = scheduler_for_sampler(sampler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=not progress)

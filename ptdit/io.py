@@ -13,6 +13,20 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else by setting and restoring."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_replace(path: Path, write, durable: bool = True) -> None:
     """Write through `write(tmp)` into a temporary file beside `path`, then rename it into place.
 
@@ -25,6 +39,7 @@ def _atomic_replace(path: Path, write, durable: bool = True) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: give the file the mode open() would
         if durable:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

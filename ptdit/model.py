@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from .attention import boundary_windows
 from .blocks import BlockContext, make_block
 from .config import PTDiTConfig, Window, field_names
+from .io import current_umask
 from .layers import CaptionProjection, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_3d
 from .layout import (
     key_padding_mask,
@@ -396,7 +397,9 @@ class PTDiT(ModelMixin, ConfigMixin, PeftAdapterMixin):
         try:
             super().save_pretrained(tmp, **kwargs)
             directory.mkdir(exist_ok=True)
+            mode = 0o666 & ~current_umask()  # safetensors writes 0600: give each file the mode open() would
             for f in sorted(tmp.iterdir(), key=lambda f: f.name == CONFIG_NAME):  # the config last
+                os.chmod(f, mode)
                 os.replace(f, directory / f.name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .config import PTDiTConfig
-from .io import load_state_dict_strict, read_safetensors
+from .io import current_umask, load_state_dict_strict, read_safetensors
 from .model import PTDiT
 from .options import add_list_option
 from .pipeline_config import PipelineDefaults
@@ -401,6 +401,7 @@ def save_model_dir_atomic(model: PTDiT, out_dir: str | Path) -> Path:
         released_pipeline().write(tmp)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700: give the folder the mode mkdir would
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

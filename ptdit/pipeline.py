@@ -13,18 +13,21 @@ import argparse
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .checks import check_generate, check_sampling
 from .extras import available, message
 from .generation import generate_pixels, load_pipeline
 from .io import atomic_write_text
 from .model import PTDiT
 from .pipeline_config import PIPELINE_NAME, PipelineDefaults
 from .pipeline_folders import read_defaults
+from .text import check_text_mask, warn_truncated
 
 TASKS = ("image", "video", "multiview")
 BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
@@ -138,9 +141,15 @@ class Pipeline:
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(emb, mask) for the prompts and for "" (the unconditional prompt), then offload the encoder."""
+        """(emb, mask) for the prompts and for "" (the unconditional prompt), then offload the encoder.
+
+        Warns (PromptTruncatedWarning) once per prompt longer than the encoder's token limit, naming the dropped
+        words; a prompt the encoder gives no token is a ValueError (checked here, on the host, not in forward)."""
+        warn_truncated(self.text_encoder, prompts)
         emb, mask = self.text_encoder(prompts)
         uncond, uncond_mask = self.text_encoder([""])
+        check_text_mask(mask, prompts)
+        check_text_mask(uncond_mask, [""])
         if hasattr(self.text_encoder, "offload") and self.model_device.type != "cpu":
             self.text_encoder.offload()
         return emb, mask, uncond, uncond_mask
@@ -167,8 +176,7 @@ class Pipeline:
         from .flow import shift_ratio
         from .sampling import initial_noise, make_scheduler, sample
 
-        if len(prompts) != len(seeds):
-            raise ValueError("one seed per prompt is needed")
+        check_sampling(prompts, seeds, height, width, frames, steps, cfg, sampler, batch_size)
         shape = self.latent_shape(1, frames, height, width)
         device = self.model_device
         emb, mask, uncond, uncond_mask = self.encode_prompts(prompts)
@@ -224,12 +232,23 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
+def next_output_index(out_dir: Path) -> int:
+    """The number the next run's first output takes: one past the highest NNNN_* file or manifest-NNNN.json."""
+    used = [
+        int(m.group(1) or m.group(2))
+        for f in (out_dir.iterdir() if out_dir.is_dir() else ())
+        if (m := re.match(r"^(\d{4,})_|^manifest-(\d{4,})\.json$", f.name))
+    ]
+    return max(used, default=-1) + 1
+
+
 def _auto_upscale(height: int, width: int) -> int:
     return max(1, -(-256 // min(height, width)))
 
 
 def generate(args: argparse.Namespace) -> dict[str, Any]:
     """The `ptdit generate` command: returns the manifest it wrote."""
+    check_generate(args)  # every value, the output folder and the model folder, before anything is loaded
     prompts = list(args.prompt or [])
     if args.prompts:
         prompts += read_prompts(args.prompts)
@@ -276,11 +295,14 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"ptdit generate: GIF only: {message('imageio_ffmpeg', 'video', 'writing MP4')}", file=sys.stderr
         )
+    first = next_output_index(out_dir)  # numbered after any earlier run's files, so that none is replaced
     outputs = []
     for i, (prompt, seed, px) in enumerate(zip(prompts, seeds, pixels)):
-        files = save_outputs(px, task, out_dir, f"{i:04d}_{slug(prompt)}", defaults.fps, upscale, mp4)
+        files = save_outputs(px, task, out_dir, f"{first + i:04d}_{slug(prompt)}", defaults.fps, upscale, mp4)
         outputs.append({"index": i, "prompt": prompt, "seed": seed, "files": files})
     manifest = {
+        "run": f"{first:04d}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": str(model_dir),
         "task": task,
         "settings": {
@@ -291,7 +313,9 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         },
         "outputs": outputs,
     }  # fmt: skip
-    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    text = json.dumps(manifest, indent=2) + "\n"
+    atomic_write_text(out_dir / f"manifest-{first:04d}.json", text)  # this run's record, kept by later runs
+    atomic_write_text(out_dir / "manifest.json", text)  # the newest run
     if getattr(args, "save_attention", False):  # attention PNGs next to each output
         from .demo.engine import save_attention_for_manifest
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .flow import NUM_TRAIN_TIMESTEPS, shift_ratio, shift_timesteps
+from .text import check_text_mask
 
 Callback = Callable[[int, Tensor, Tensor], None]  # callback(step index, t (scalar), x after the step)
 SCHEDULERS = ("euler", "flow-euler", "flow-dpm")
@@ -94,6 +95,7 @@ def cfg_text_batch(
     if emb.dim() != 3:
         raise ValueError(f"text embeddings must be (B, L, D), got {tuple(emb.shape)}")
     mask = _as_mask(mask, emb)
+    check_text_mask(mask)  # on the host, once per sampling (the model does not check: no sync in forward)
     guided = uncond_emb is not None and cfg_scale != 1.0
     if not guided:
         return emb, mask, False
@@ -103,6 +105,7 @@ def cfg_text_batch(
             f"unconditional embeddings must be (1 or B={B}, L, D={emb.shape[2]}), got {tuple(uncond_emb.shape)}"
         )
     uncond_mask = _as_mask(uncond_mask, uncond_emb)
+    check_text_mask(uncond_mask)
     uncond_emb, uncond_mask = uncond_emb.expand(B, -1, -1), uncond_mask.expand(B, -1)
     L = max(emb.shape[1], uncond_emb.shape[1])
     emb, mask = pad_text(emb, mask, L)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,10 @@ class TextEncoder(nn.Module):
     def _encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def dropped_words(self, prompt: str) -> str:
+        """The end of `prompt` that does not fit in max_length tokens and is cut ("" when it all fits)."""
+        return ""
+
     def to(self, *args, **kwargs) -> TextEncoder:
         """Like nn.Module.to; a device given here becomes the encoder's output device."""
         super().to(*args, **kwargs)
@@ -101,6 +106,23 @@ def _tokenize(tokenizer, prompts: list[str], max_length: int, padding: str, devi
         return_tensors="pt",
     )
     return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+
+def _dropped_by_tokenizer(tokenizer, text: str, max_length: int) -> str:
+    """The text after the last of the `max_length` tokens (special ones included) a truncating tokenizer keeps,
+    from the start of the word the cut falls in; "" when everything fits."""
+    keep = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    try:
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except NotImplementedError:  # a slow (Python) tokenizer has no offsets: decode the dropped tokens
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer.decode(ids[max(keep, 0) :]).strip() if len(ids) > keep else ""
+    if len(offsets) <= keep:
+        return ""
+    start = offsets[max(keep, 0)][0]
+    while start > 0 and not text[start - 1].isspace():  # a word cut in two counts as dropped
+        start -= 1
+    return text[start:].strip()
 
 
 class MiniLMEncoder(TextEncoder):
@@ -143,6 +165,9 @@ class MiniLMEncoder(TextEncoder):
         ids, attn = _tokenize(self.tokenizer, prompts, self.max_length, self.padding, self.device)
         out = self.model(input_ids=ids, attention_mask=attn, token_type_ids=torch.zeros_like(ids))
         return out.last_hidden_state, attn
+
+    def dropped_words(self, prompt: str) -> str:
+        return _dropped_by_tokenizer(self.tokenizer, prompt, self.max_length)
 
 
 _HTML_TAG = re.compile(r"<[^>]+>")
@@ -211,11 +236,17 @@ class T5Encoder(TextEncoder):
         self.clean = clean
         self.identifier = f"t5:{path.resolve()}:clean={int(clean)}"
 
+    def _prepare(self, prompt: str) -> str:
+        return prepare_t5_prompt(prompt) if self.clean else prompt.lower().strip()
+
     def _encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         self._on_device()
-        prompts = [prepare_t5_prompt(p) if self.clean else p.lower().strip() for p in prompts]
+        prompts = [self._prepare(p) for p in prompts]
         ids, attn = _tokenize(self.tokenizer, prompts, self.max_length, "max_length", self.device)
         return self.model(input_ids=ids, attention_mask=attn).last_hidden_state, attn
+
+    def dropped_words(self, prompt: str) -> str:
+        return _dropped_by_tokenizer(self.tokenizer, self._prepare(prompt), self.max_length)
 
 
 # ----------------------------------------------------------------------------------------------- test encoder
@@ -247,6 +278,68 @@ class RandomTextEncoder(TextEncoder):
             emb[i, : len(words)] = torch.stack([self.word_vector(w) for w in words])
             mask[i, : len(words)] = True
         return emb.to(self.device), mask.to(self.device)
+
+    def dropped_words(self, prompt: str) -> str:
+        return " ".join(prompt.lower().split()[self.max_length - 1 :])
+
+
+# ----------------------------------------------------------------------------------------------- host checks
+class PromptTruncatedWarning(UserWarning):
+    """A prompt is longer than the text encoder's token limit: its end is ignored."""
+
+
+def warn_truncated(encoder: Any, prompts: Sequence[str]) -> list[str]:
+    """Warn once per distinct prompt that the encoder cuts, naming the token limit and the dropped words;
+    returns the prompts that are cut. Encoders without `dropped_words` are not checked."""
+    dropped_words = getattr(encoder, "dropped_words", None)
+    if dropped_words is None:
+        return []
+    return _warn_cut(prompts, encoder.max_length, dropped_words)
+
+
+def warn_truncated_prompts(
+    prompts: Sequence[str], max_length: int, tokenizer: Any = None, prepare: Any = None
+) -> list[str]:
+    """`warn_truncated` for a tokenizer (None: the "random" encoder's one token per word) and a token limit, as
+    the pipeline components encode; `prepare` is the text the tokenizer sees (e.g. `prepare_t5_prompt`)."""
+
+    def dropped_words(prompt: str) -> str:
+        text = prepare(prompt) if prepare is not None else prompt
+        if tokenizer is None:
+            return " ".join(text.lower().split()[max_length - 1 :])
+        return _dropped_by_tokenizer(tokenizer, text, max_length)
+
+    return _warn_cut(prompts, max_length, dropped_words)
+
+
+def _warn_cut(prompts: Sequence[str], limit: int, dropped_words: Any) -> list[str]:
+    cut = []
+    for prompt in dict.fromkeys(prompts):
+        dropped = dropped_words(prompt)
+        if dropped:
+            cut.append(prompt)
+            warnings.warn(
+                f"prompt {prompt!r} is longer than the text encoder's limit of {limit} tokens: "
+                f"{dropped!r} is ignored; shorten the prompt",
+                PromptTruncatedWarning,
+                stacklevel=4,
+            )
+    return cut
+
+
+def check_text_mask(mask: Tensor, prompts: Sequence[str] | None = None) -> None:
+    """Raise a ValueError if a row of a (B, L) text mask keeps no token (attention over nothing gives NaN).
+
+    Run on the host by the pipeline and the trainer once per encoding, not inside the model's forward (where it
+    would be a host sync on every call)."""
+    empty = (~mask.bool().any(dim=1)).nonzero().flatten().tolist()
+    if empty:
+        i = empty[0]
+        which = f"prompt {prompts[i]!r}" if prompts is not None and i < len(prompts) else f"row {i}"
+        raise ValueError(
+            f'the text encoder gave {which} no token (its attention mask is all False); every prompt, "" '
+            "included, needs at least one token: check the text encoder"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -305,8 +398,7 @@ class EmbeddingCache:
 
     def __init__(self, encoder: TextEncoder, directory: str | Path, trim: bool = True) -> None:
         self.encoder = encoder
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(directory)  # made by the first write, so that a refused run leaves nothing
         self.trim = trim
 
     def key(self, prompt: str) -> str:

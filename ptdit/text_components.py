@@ -18,7 +18,15 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor
 
-from .text import TEXT_SPECS, RandomTextEncoder, _t5_dirs, _tokenize, prepare_t5_prompt
+from .text import (
+    TEXT_SPECS,
+    RandomTextEncoder,
+    _t5_dirs,
+    _tokenize,
+    check_text_mask,
+    prepare_t5_prompt,
+    warn_truncated_prompts,
+)
 
 # tokens per prompt when the pipeline sets none, as ptdit.text: MiniLM 32, T5 200 (released), random 32
 DEFAULT_MAX_LENGTH = {"bert": 32, "t5": 200, "hash": 32}
@@ -106,14 +114,17 @@ def encode_text(
     prompts = list(prompts)
     kind = text_kind(text_encoder)
     device = torch.device(device) if device is not None else _device_of(text_encoder)
+    warn_truncated_prompts(prompts, max_length, tokenizer, prepare_t5_prompt if kind == "t5" else None)
     if kind == "hash":
         emb, mask = text_encoder(prompts, max_length)
+        check_text_mask(mask, prompts)  # on the host, once per encoding: the model's forward does not check
         return emb.float().to(device), mask.bool().to(device)
     if tokenizer is None:
         raise ValueError(f"the {kind} text encoder needs its tokenizer: the pipeline's tokenizer is None")
     if kind == "t5":
         prompts = [prepare_t5_prompt(p) for p in prompts]
     ids, attn = _tokenize(tokenizer, prompts, max_length, "max_length", device)
+    check_text_mask(attn, prompts)
     if kind == "t5":
         out = text_encoder(input_ids=ids, attention_mask=attn)
     else:

@@ -4,6 +4,7 @@ Examples:
     ptdit train configs/example_tiny.yaml
     ptdit train configs/example_tiny.yaml --train.steps 200 --train.lr 3e-4 --checkpoint.dir runs/tiny2
     ptdit train configs/example_tiny.yaml --resume                  # continue the newest checkpoint
+    ptdit train configs/example_tiny.yaml --resume auto             # ... or start fresh if there is none
     torchrun --nproc_per_node 8 -m ptdit train configs/t2i_256.yaml --train.parallel fsdp
     ptdit train --export runs/tiny/step_000200 --out models/tiny     # a model dir with the EMA weights
 """
@@ -11,12 +12,14 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .extras import require
 from .training.checkpoint import export_model
 from .training.config import TrainConfig
 from .training.loop import TrainingDiverged, TrainResult, train
+from .training.signals import signal_name
 
 __all__ = [
     "cli_main",
@@ -41,10 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         nargs="?",
-        const="auto",
+        const="latest",
         default=None,
         metavar="CHECKPOINT",
-        help="continue the newest checkpoint of checkpoint.dir (or the given step/run dir)",
+        help="continue the newest checkpoint of checkpoint.dir (an error if there is none), or the given step/run "
+        "dir; --resume auto continues the newest checkpoint if there is one and starts fresh otherwise",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
@@ -73,6 +77,17 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
+def resume_command(config: str, overrides: list[str]) -> str:
+    """The `ptdit train` command line that continues a run: its config and overrides, and --resume."""
+    kept, i = [], 0
+    while i < len(overrides):
+        take = 1 if "=" in overrides[i] else 2
+        if overrides[i].split("=", 1)[0] != "--checkpoint.resume":
+            kept += overrides[i : i + take]
+        i += take
+    return shlex.join(["ptdit", "train", config, *kept, "--resume"])
+
+
 def cli_main(argv: list[str]) -> int:
     parser = _parser()
     rest, overrides = split_overrides(argv)
@@ -93,6 +108,14 @@ def cli_main(argv: list[str]) -> int:
         return 0
     require("matplotlib", "train", "the loss plot")  # before training, not at its first plot
     result = train(cfg, progress=False if args.no_progress else None)
+    if result.stopped_by:  # SIGTERM / SIGINT: a checkpoint at this step was written; exit 128 + the signal
+        if result.rank == 0:
+            print(
+                f"ptdit train: stopped by {signal_name(result.stopped_by)} at step {result.step} (checkpoint "
+                f"{result.checkpoint}); resume with: {resume_command(args.config, overrides)}",
+                file=sys.stderr,
+            )
+        return 128 + result.stopped_by
     if result.rank == 0:
         print(
             f"trained {result.step} steps in {result.seconds:.1f} s, last loss {result.loss:.4f}"

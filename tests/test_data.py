@@ -181,7 +181,7 @@ def test_every_item_unreadable_gives_clear_error(tmp_path):
     (root / "z.png").write_bytes(b"not a png at all")
     write_caption(root / "z.png", "z")
     ds = ImageFolderDataset(root, size=8)
-    with pytest.raises(RuntimeError, match="failed to load"):
+    with pytest.raises(ValueError, match="failed to load"):
         ds[0]
 
 
@@ -481,7 +481,7 @@ def test_multiview_corrupt_view_skips_object(multiview_folder):
     assert item["caption"] == "a chair"
     ds_even = MultiViewFolderDataset(multiview_folder, num_views=12, size=8)
     assert "table" in ds_even.skip_reasons  # only 4 views
-    with pytest.raises(RuntimeError, match="failed to load"):
+    with pytest.raises(ValueError, match="failed to load"):
         ds_even[0]  # the only 12-view object has a corrupt view
 
 

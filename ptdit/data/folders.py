@@ -309,6 +309,7 @@ class FolderDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.samples)} items")
         members = self._members[self.samples[index].bucket]
         start = self._position[index]
+        failed = []  # logged once a readable item is found; if none is, the error below says it all
         for step in range(len(members)):
             i = members[(start + step) % len(members)]
             if i in self._bad:
@@ -319,16 +320,17 @@ class FolderDataset(Dataset):
             except Exception as e:  # noqa: BLE001 - any decoding failure must skip the file, not end the run
                 self._bad.add(i)
                 self._skip(sample.name, f"{type(e).__name__}: {e}")
-                self._log_skip(sample.name)
+                failed.append((sample.name, len(self._bad)))
                 continue
+            for name, count in failed:
+                self._log_skip(name, count)
             return {"pixels": pixels, "caption": sample.caption, "key": self.sample_key(i)}
-        raise RuntimeError(
+        raise ValueError(
             f"every one of the {len(members)} item(s) of size {self.samples[index].bucket} in "
-            f"{self.root} failed to load; reasons: {_summary(self.skip_reasons)}"
+            f"{self.root} failed to load ({_summary(self.skip_reasons)}); replace or remove the unreadable files"
         )
 
-    def _log_skip(self, name: str) -> None:
-        loaded_failures = len(self._bad)
+    def _log_skip(self, name: str, loaded_failures: int) -> None:
         if loaded_failures <= MAX_LOGGED_SKIPS:
             logger.warning(
                 "%s: skipping %s (%s); %d file(s) skipped so far",

@@ -142,11 +142,21 @@ def load_trainer_state(ckpt: Path, rank: int) -> tuple[dict, dict]:
 
 
 def resolve_resume(run_dir: Path, resume: str) -> Path | None:
-    """checkpoint.resume: "" -> None; "auto" -> the newest checkpoint (or None); else a step dir or run dir."""
+    """checkpoint.resume: "" -> None; "auto" -> the newest checkpoint, or None (a fresh start); "latest" (what
+    `ptdit train --resume` asks) -> the newest checkpoint, an error if there is none; else a step dir or run dir."""
     if not resume:
         return None
     if resume == "auto":
         return latest_checkpoint(run_dir)
+    if resume == "latest":
+        latest = latest_checkpoint(run_dir)
+        if latest is None:
+            raise FileNotFoundError(
+                f"--resume (checkpoint.resume: latest): {run_dir} holds no checkpoint to resume; start a fresh run "
+                "without --resume, or pass --resume auto to resume when there is a checkpoint and start fresh "
+                "when there is none"
+            )
+        return latest
     path = Path(resume)
     if (path / STATE_NAME).is_file():
         return path

@@ -115,7 +115,7 @@ class CheckpointSection:
     dir: str = "runs/ptdit"  # the run directory: step_XXXXXX/ checkpoints, latest, train_log.jsonl, plots
     every: int = 500  # steps between checkpoints (0 = only at the end)
     keep_last: int = 3  # checkpoints kept (0 = all)
-    resume: str = ""  # "" = fresh run (error if the dir has checkpoints), auto = latest if any, or a path
+    resume: str = ""  # "" = fresh (error if the dir has checkpoints), latest (error if none), auto = latest or fresh, a path
     export: bool = True  # write <dir>/model (EMA weights, a PTDiT.from_pretrained dir) at the end
 
 

@@ -15,25 +15,30 @@ PLOT_NAME = "loss.png"
 
 
 class JsonlLog:
-    """One JSON object per optimizer step, appended and flushed; resuming drops lines after the resume step."""
+    """One JSON object per optimizer step, appended and flushed; resuming drops lines after the resume step.
+
+    A fresh run's log is made by its first record, so that a run refused before its first step leaves no file."""
 
     def __init__(self, path: str | Path, resume_step: int | None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is None:
-            atomic_write_text(self.path, "")
-        else:
+        self.file = None
+        if resume_step is not None:
             atomic_write_text(
                 self.path,
                 "".join(json.dumps(r) + "\n" for r in read_log(self.path) if r["step"] <= resume_step),
             )
-        self.file = open(self.path, "a")
+            self.file = open(self.path, "a")
 
     def write(self, record: dict) -> None:
+        if self.file is None:  # a fresh run: start the file (emptying a log left by an earlier run)
+            atomic_write_text(self.path, "")
+            self.file = open(self.path, "a")
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
 
     def close(self) -> None:
+        if self.file is None:
+            return
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import flow
 from ..config import PTDiTConfig
 from ..model import PTDiT
+from ..text import check_text_mask
 from . import checkpoint as ckpt
 from .batches import IndexedDataset, ShardedBatchOrder, collate
 from .builders import build_autoencoder, build_dataset, build_text_encoder
@@ -53,6 +54,7 @@ from .distributed import (
 )
 from .ema import EMA
 from .logs import LOG_NAME, PLOT_NAME, JsonlLog, plot_losses
+from .signals import StopSignals, agreed_signal, ignore_stop_signals
 
 
 class TrainingDiverged(ValueError):
@@ -69,6 +71,7 @@ class TrainResult:
     seconds: float  # wall time of this process's loop
     model_config: PTDiTConfig
     rank: int = 0
+    stopped_by: int | None = None  # the signal (SIGTERM / SIGINT) that stopped the run at `step`, if one did
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -194,6 +197,7 @@ class Trainer:
         # ---- model (the same init on every rank), optional earlier-stage weights
         _seed_all(t.seed)
         model = PTDiT(self.model_config)
+        model.check_size(*(int(v) for v in latent.shape[2:]))  # the data fits the window, before any work
         self.init_summary = None
         if cfg.init.from_ and (self.resume_from is None or cfg.lora.rank):  # LoRA checkpoints hold no base
             self.init_summary = ckpt.init_from(model, cfg.init.from_, cfg.init.weights, cfg.init.ignore)
@@ -367,6 +371,7 @@ class Trainer:
                 num_workers=0 if self.cfg.data.preload else t.num_workers,  # preloaded items cost nothing
                 collate_fn=collate,
                 pin_memory=self.device.type == "cuda",
+                worker_init_fn=ignore_stop_signals,  # SIGTERM / SIGINT stop the main loop, not the workers
             )
             for batch in loader:
                 self.batch_in_epoch += 1
@@ -404,6 +409,7 @@ class Trainer:
             drop = torch.rand(B, generator=self.generator) < t.caption_dropout
             captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
             emb, mask = self.text_encoder(captions)
+            check_text_mask(mask, captions)  # on the host: the model's forward does not check (no sync there)
             emb, mask = emb.to(self.device).float(), mask.to(self.device)
         ratio = t.timestep_shift(height, width, frames)
         tau = flow.sample_training_tau(
@@ -437,10 +443,14 @@ class Trainer:
         batches = self._batches()
         params = [p for p in self.raw.parameters() if p.requires_grad]
         start, loss_value = time.perf_counter(), float("nan")
+        stop, stopped_by = StopSignals().install(), None  # SIGTERM / SIGINT: finish the step, checkpoint
         try:
             while self.step < t.steps:
                 if t.time_limit_s and self._out_of_time(start):
                     break  # the checkpoint and export below are written as at the last step
+                stopped_by = agreed_signal(stop.signum, self.info.enabled, self.device)
+                if stopped_by:
+                    break  # the checkpoint below is written at this step; no export
                 step = self.step + 1
                 t0 = time.perf_counter()
                 lr = lr_at(step, cfg)
@@ -497,13 +507,15 @@ class Trainer:
             if self.last_checkpoint is None or self.last_checkpoint.name != ckpt.step_dir_name(self.step):
                 self.save()
             model_dir = None
-            if cfg.checkpoint.export and main:
+            if cfg.checkpoint.export and main and not stopped_by:
                 model_dir = ckpt.export_model(self.last_checkpoint, self.run_dir / "model")
                 self._write_pipeline(model_dir)
-            if main:
+            if main and not stopped_by:
                 plot_losses(self.run_dir / LOG_NAME, self.run_dir / PLOT_NAME)
             barrier(self.info)
         finally:
+            batches.close()  # shuts the DataLoader workers down now, not at interpreter exit
+            stop.restore()
             if bar is not None:
                 bar.close()
             if log is not None:
@@ -516,6 +528,7 @@ class Trainer:
             model_dir,
             time.perf_counter() - start,
             self.model_config,
+            stopped_by=stopped_by,
         )
 
     def _out_of_time(self, start: float) -> bool:
