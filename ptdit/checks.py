@@ -232,7 +232,7 @@ def _count_prompts(args: argparse.Namespace) -> int:
 def check_generate(args: argparse.Namespace) -> None:
     """Every value of `ptdit generate` (types, ranges, device, output folder, the model folder's config and
     pipeline.json, the size the model can take), before any model is loaded or any sample drawn."""
-    from .pipeline import bundled_model_dir
+    from .pipeline_config import bundled_model_dir
 
     for flag, value in (("--steps", args.steps), ("--height", args.height), ("--width", args.width),
                         ("--frames", args.frames), ("--views", args.views)):  # fmt: skip

@@ -48,3 +48,18 @@ class PipelineDefaults:
 
     def write(self, model_dir: Path) -> None:
         atomic_write_text(model_dir / PIPELINE_NAME, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+
+TASKS = ("image", "video", "multiview")
+BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
+BUNDLED = {"image": "shapes-image", "video": "shapes-video", "multiview": "shapes-multiview"}
+
+
+def bundled_model_dir(task: str) -> Path:
+    """The model shipped with ptdit for a task (Shapes worlds, MiniLM text, pixel space)."""
+    if task not in BUNDLED:
+        raise ValueError(f"unknown task {task!r}; use one of {TASKS}")
+    path = BUNDLED_DIR / BUNDLED[task]
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"the bundled {task} model is missing at {path}; pass --model DIR")
+    return path

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..options import add_list_option
 from .grid import Grid, RunSpec, load_grid
 from .report import costs_markdown, refill_markdown, table_markdown, write_report
 
@@ -73,7 +74,7 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("config", help="grid config (configs/ablations/*.yaml)")
     p.add_argument("--workers", type=int, default=1, help="runs at a time (CPU); default 1")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (train.threads); default 1")
-    p.add_argument("--gpus", default="", help="comma-separated GPU ids: one run per GPU at a time")
+    add_list_option(p, "--gpus", default=[], help="GPU ids (0 1 or 0,1): one run per GPU at a time")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done; run nothing")
     p.add_argument("--report", action="store_true", help="only write the table and plots from finished runs")
     p.add_argument(
@@ -100,7 +101,7 @@ def cli_main(argv: list[str]) -> int:
         return 0
     failed = []
     if not args.report:
-        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] or None
+        gpus = list(args.gpus) or None
         failed = [key for key, code in run_grid(grid, args.workers, args.threads, gpus) if code]
     summary = write_report(grid)
     if args.markdown:

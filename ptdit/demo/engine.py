@@ -188,7 +188,7 @@ class DemoModel:
         """Generate one sample and write it as `ptdit generate` does (files + manifest), in `out_dir`."""
         from ..extras import available
         from ..media import to_uint8
-        from ..pipeline import _auto_upscale, next_output_index, save_outputs, slug
+        from ..outputs import _auto_upscale, next_output_index, save_outputs, slug
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
