@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ptdit.bench.timing import cpu_name  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
 from ptdit.pipeline import Pipeline, bundled_model_dir  # noqa: E402
 from ptdit.training.logs import read_log  # noqa: E402
@@ -42,16 +42,6 @@ SETS = (  # (key, colors, split, label)
     ("old_heldout", "old", "heldout", "old colours, held-out compositions (the standard eval)"),
     ("old_train", "old", "train", "old colours, training compositions"),
 )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def score(pipe: Pipeline, colors: str, split: str, n: int, seed: int, batch_size: int) -> dict:

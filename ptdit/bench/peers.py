@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .cases import Case, parse_model
+from .measure import _graphed_call
 from .models import Built, build
 from .steady import Timer, _error, device_timer, steady_table
 
@@ -161,17 +162,8 @@ class Subject:
         inputs, note = _graph_inputs(built, inputs)
         if note:
             self.notes[("forward", "graph")] = note
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
         with torch.no_grad(), eager_mode(module):
-            with torch.cuda.stream(stream):
-                for _ in range(2):
-                    built.call(inputs)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                built.call(inputs)
-        return graph.replay
+            return _graphed_call(built, inputs, self.device)
 
     def _train(self, built: Built, mode: str) -> Callable[[], Any]:
         module = built.module.train()
