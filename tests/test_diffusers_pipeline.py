@@ -499,7 +499,7 @@ def test_a_trained_run_loads_and_exports(tmp_path):
         "autoencoder": {"spec": "identity"},
         "train": {"steps": 2, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "ema_decay": 0.9, "threads": 1},
         "checkpoint": {"dir": str(tmp_path / "run"), "every": 2, "keep_last": 1},
-        "log": {"progress": False, "plot_every": 0},
+        "log": {"every": 1, "progress": False, "plot_every": 0},
     }
     result = train(TrainConfig.from_dict(d))
     pipe = PTDiTPipeline.from_pretrained(result.model_dir)  # run/model: the compact layout

@@ -159,7 +159,7 @@ def lora_config(run_dir: Path, base: Path, steps: int = 4, **sections) -> dict:
             "threads": 1,
         },
         "checkpoint": {"dir": str(run_dir), "every": 2, "keep_last": 0},
-        "log": {"progress": False, "plot_every": 0},
+        "log": {"every": 1, "progress": False, "plot_every": 0},
         "init": {"from": str(base)},
         "lora": {"rank": 4},
     }

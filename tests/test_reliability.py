@@ -116,7 +116,7 @@ def tiny_train(run_dir: Path, **sections) -> dict:
         "text": {"encoder": "random:16", "max_length": 6},
         "train": {"steps": 2, "batch_size": 2, "lr": 1e-3, "warmup_steps": 2, "ema_decay": 0.9, "threads": 1},
         "checkpoint": {"dir": str(run_dir), "every": 0},
-        "log": {"progress": False, "plot_every": 0},
+        "log": {"every": 1, "progress": False, "plot_every": 0},
     }
     for name, values in sections.items():
         d.setdefault(name, {}).update(values)

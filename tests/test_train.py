@@ -39,7 +39,7 @@ def tiny(run_dir: Path, **sections) -> dict:
         "autoencoder": {"spec": "identity"},
         "train": {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_steps": 2, "ema_decay": 0.9, "threads": 1},
         "checkpoint": {"dir": str(run_dir), "every": 3, "keep_last": 2},
-        "log": {"progress": False, "plot_every": 0},
+        "log": {"every": 1, "progress": False, "plot_every": 0},
     }
     for name, values in sections.items():
         d.setdefault(name, {}).update(values)

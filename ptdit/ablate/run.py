@@ -144,19 +144,18 @@ def load_checkpoint_model(step_dir: Path, device: torch.device) -> torch.nn.Modu
 def flops_per_step(
     cfg: Any, model_config: Any, pixel_size: tuple[int, int, int], text_len: int
 ) -> dict[str, Any]:
-    """Analytic training FLOPs of one optimizer step: 3 forwards (forward + backward) x 2 FLOPs per MAC x the
-    global batch, from ptdit.complexity (latent size = pixel size / the autoencoder's spatial factor)."""
-    from ..complexity.counts import count_ptdit
+    """Analytic training FLOPs of one optimizer step (ptdit.training.throughput.step_cost: 3 forwards x 2 FLOPs
+    per MAC x the global batch; latent size = pixel size / the autoencoder's spatial factor, here 1)."""
+    from ..training.throughput import step_cost
 
-    frames, height, width = pixel_size
-    count = count_ptdit(model_config, height, width, frames, text_len=text_len, vae_factor=1)
     batch = cfg.train.batch_size * cfg.train.grad_accum
+    cost = step_cost(model_config, pixel_size, text_len, batch)
     return {
-        "forward_macs_per_sample": count.total,
-        "tokens": count.tokens,
+        "forward_macs_per_sample": cost.forward_macs,
+        "tokens": cost.tokens,
         "text_len": text_len,
         "batch": batch,
-        "train_flops_per_step": 3 * 2 * count.total * batch,
+        "train_flops_per_step": cost.flops,
     }
 
 
@@ -302,7 +301,8 @@ def measure_costs(grid: Grid, time_steps: int = 0, threads: int = 1) -> dict[str
             shutil.rmtree(timing_dir, ignore_errors=True)
             t = dataclasses.replace(cfg.train, steps=time_steps, time_limit_s=0.0)
             c = dataclasses.replace(cfg.checkpoint, dir=str(timing_dir), every=0, export=False, resume="")
-            train(dataclasses.replace(cfg, train=t, checkpoint=c), progress=False)
+            per_step = dataclasses.replace(cfg.log, every=1)  # one record, one time, per step
+            train(dataclasses.replace(cfg, train=t, checkpoint=c, log=per_step), progress=False)
             seconds = [sec for _, sec in _step_seconds(timing_dir)[1:]]
             row["step_seconds_median"] = statistics.median(seconds)
             row["timed_steps"] = len(seconds)

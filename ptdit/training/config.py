@@ -8,6 +8,7 @@ Unknown sections or keys are errors that list the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class TrainSection:
     device: str = AUTO  # auto | cpu | cuda
     parallel: str = AUTO  # auto (ddp when launched by torchrun) | none | ddp | fsdp
     deterministic: bool = True  # torch.use_deterministic_algorithms(warn_only) and no TF32
+    peak_tflops: float = 0.0  # one device's peak for the logged MFU; 0 = the matmul rate measured at start
 
     def timestep_shift(self, height: int, width: int, frames: int = 1) -> float:
         """The timestep shift ratio of training at a pixel size: 1 with `shift` off, else `shift_ratio` when it
@@ -121,7 +123,7 @@ class CheckpointSection:
 
 @dataclass
 class LogSection:
-    every: int = 10  # steps between progress-bar updates of the loss
+    every: int = 10  # steps per log record (JSONL, progress bar): the interval's mean loss and throughput
     progress: bool = True  # tqdm progress bar (rank 0)
     plot_every: int = 100  # steps between loss-curve PNGs (0 = only at the end)
     sample_every: int = 0  # steps between sample grids (0 = none)
@@ -443,6 +445,10 @@ def validate(cfg: TrainConfig) -> None:
     need(t.threads >= 0, f"train.threads must be >= 0, got {t.threads}")
     need(t.num_workers >= 0, f"train.num_workers must be >= 0, got {t.num_workers}")
     need(t.time_limit_s >= 0, f"train.time_limit_s must be >= 0 (0 = no limit), got {t.time_limit_s}")
+    need(
+        math.isfinite(t.peak_tflops) and t.peak_tflops >= 0,
+        f"train.peak_tflops must be a finite number >= 0 (0 = measure the device's matmul rate), got {t.peak_tflops}",
+    )
     need(
         cfg.checkpoint.every >= 0 and cfg.checkpoint.keep_last >= 0,
         "checkpoint.every and checkpoint.keep_last must be >= 0",

@@ -7,7 +7,11 @@ One optimizer step:
         tau ~ logit-normal, shifted by shift_ratio(pixel H, W, frames); eps ~ N(0, 1)
         x_tau = (1 - tau) x0 + tau eps;  v = x0 - eps
         loss = MSE(model(x_tau, 1000 tau, emb, mask)[:, :in_channels], v)
-    loss, grad norm averaged over ranks -> stop if not finite -> clip -> AdamW -> EMA
+    clip -> AdamW -> EMA; the loss and grad norm stay on the device (no host sync in a step)
+
+Every log.every steps, and before every checkpoint, the interval's losses and grad norms are read once (averaged
+over ranks), checked (a NaN / inf stops the run before any checkpoint of that state) and logged as the interval's
+mean with its throughput: tokens/s, samples/s, TFLOP/s and MFU (training/throughput.py).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from .distributed import (
 from .ema import EMA
 from .logs import LOG_NAME, PLOT_NAME, JsonlLog, plot_losses
 from .signals import StopSignals, agreed_signal, ignore_stop_signals
+from .throughput import StepCost, measured_peak_tflops, step_cost, throughput
 
 
 class TrainingDiverged(ValueError):
@@ -64,7 +69,7 @@ class TrainingDiverged(ValueError):
 @dataclass
 class TrainResult:
     step: int  # the last optimizer step done
-    loss: float  # its loss
+    loss: float  # the mean loss of the last logged interval (ending at `step`)
     run_dir: Path
     checkpoint: Path | None  # the newest checkpoint
     model_dir: Path | None  # the exported model (EMA weights), if checkpoint.export
@@ -96,25 +101,60 @@ def _device(name: str, info_local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+def _rng_state(generator: torch.Generator, noise: torch.Generator) -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
         "python": random.getstate(),
         "trainer": generator.get_state(),
     }
+    if noise is not generator:
+        state["noise"] = noise.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator, noise: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     generator.set_state(state["trainer"])
+    if noise is not generator:
+        if "noise" not in state:
+            raise ValueError(
+                "this checkpoint was written by a run that drew its noise on the CPU; resume it with "
+                "train.device: cpu, or start a new stage from it with init.from"
+            )
+        noise.set_state(state["noise"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _Interval:
+    """The steps since the last log record. Sums stay on the device until `Trainer._log` reads them (one sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.start = time.perf_counter()
+        self.paused = 0.0  # seconds spent on checkpoints, plots and sample grids (not training)
+        self.steps = 0
+        zero = torch.zeros((), device=device)
+        self.loss, self.grad, self.grad_max = zero, zero.clone(), zero.clone()
+        self.bad_loss = torch.zeros((), dtype=torch.long, device=device)  # first step with a non-finite loss
+        self.bad_grad = torch.zeros((), dtype=torch.long, device=device)
+        self.empty_text = torch.zeros((), dtype=torch.bool, device=device)
+        self.taus: list[Tensor] = []  # on the host (drawn there)
+
+    def add(self, step: int, loss: Tensor, grad_norm: Tensor, taus: list[Tensor]) -> None:
+        grad_norm = grad_norm.float()
+        self.loss = self.loss + loss
+        self.grad = self.grad + grad_norm
+        self.grad_max = torch.maximum(self.grad_max, grad_norm)  # NaN propagates
+        self.bad_loss = torch.where((self.bad_loss == 0) & ~torch.isfinite(loss), step, self.bad_loss)
+        self.bad_grad = torch.where((self.bad_grad == 0) & ~torch.isfinite(grad_norm), step, self.bad_grad)
+        self.taus.extend(taus)
+        self.steps += 1
 
 
 def _seed_all(seed: int) -> None:
@@ -233,9 +273,16 @@ class Trainer:
             self.dataset, t.batch_size, t.seed, self.info.rank, self.info.world_size
         )
         self.generator = torch.Generator().manual_seed(t.seed * 1000 + 17 + self.info.rank)
+        # the noise is drawn where it is used: on a GPU by a generator of its own (no copy from the host)
+        self.noise_generator = self.generator
+        if self.device.type != "cpu":
+            self.noise_generator = torch.Generator(self.device).manual_seed(
+                t.seed * 1000 + 23 + self.info.rank
+            )
         _seed_all(t.seed * 1000 + 29 + self.info.rank)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.last_checkpoint: Path | None = None
+        self.cost: StepCost | None = None  # what a step processes, known from the first batch
         if self.resume_from is not None:
             self._load(self.resume_from)
 
@@ -265,7 +312,7 @@ class Trainer:
                 raise FileNotFoundError(f"{path / ckpt.EMA_NAME} is missing but train.ema_decay > 0")
             copy_full_into(self.ema.shadow, read_safetensors(path / ckpt.EMA_NAME))
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        _set_rng_state(rng, self.generator)
+        _set_rng_state(rng, self.generator, self.noise_generator)
         self.last_checkpoint = path
 
     def _load_lora(self, path: Path) -> None:
@@ -300,7 +347,7 @@ class Trainer:
         if self.info.is_main:
             ckpt.begin(self.run_dir, self.step)
         barrier(self.info)
-        ckpt.write_rng(tmp, self.info.rank, _rng_state(self.generator))
+        ckpt.write_rng(tmp, self.info.rank, _rng_state(self.generator, self.noise_generator))
         barrier(self.info)
         final = self.run_dir / ckpt.step_dir_name(self.step)
         if self.info.is_main:
@@ -399,7 +446,8 @@ class Trainer:
         cache.misses += len(missing)
         return torch.stack([f.to(self.device).float() for f in found])
 
-    def _loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+    def _loss(self, batch: dict, interval: _Interval) -> tuple[Tensor, Tensor]:
+        """The micro-batch's loss (a device scalar) and its tau (B,) on the host."""
         t = self.cfg.train
         pixels = batch["pixels"].to(self.device, non_blocking=True)
         B, _, frames, height, width = pixels.shape
@@ -409,10 +457,20 @@ class Trainer:
             drop = torch.rand(B, generator=self.generator) < t.caption_dropout
             captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
             emb, mask = self.text_encoder(captions)
-            check_text_mask(mask, captions)  # on the host: the model's forward does not check (no sync there)
+            if mask.device.type == "cpu":
+                check_text_mask(mask, captions)  # the model's forward does not check (it would sync there)
+            else:  # read with the interval's losses (the NaN it would cause is reported as this)
+                interval.empty_text |= ~mask.bool().any(dim=1).all()
             emb, mask = emb.to(self.device).float(), mask.to(self.device)
+        if self.cost is None:
+            self.cost = step_cost(
+                self.model_config,
+                tuple(int(v) for v in x0.shape[2:]),
+                int(mask.shape[1]),
+                B * t.grad_accum * self.info.world_size,
+            )
         ratio = t.timestep_shift(height, width, frames)
-        tau = flow.sample_training_tau(
+        tau_host = flow.sample_training_tau(
             B,
             ratio,
             generator=self.generator,
@@ -420,14 +478,14 @@ class Trainer:
             loc=t.logit_mean,
             scale=t.logit_std,
         )
-        noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
-        tau = tau.to(self.device)
+        noise = torch.randn(x0.shape, generator=self.noise_generator, device=self.noise_generator.device)
+        tau = tau_host.to(self.device, non_blocking=True)
         x_t = flow.add_noise(x0, noise, tau)
         target = flow.velocity_target(x0, noise)  # "v-prediction" in the paper = this velocity
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
             out = self.model(x_t, flow.NUM_TRAIN_TIMESTEPS * tau, emb, mask, return_dict=False)[0]
         loss = F.mse_loss(out[:, : self.model_config.in_channels].float(), target)
-        return loss, tau.detach().cpu()
+        return loss, tau_host
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool | None = None) -> TrainResult:
@@ -443,6 +501,7 @@ class Trainer:
         batches = self._batches()
         params = [p for p in self.raw.parameters() if p.requires_grad]
         start, loss_value = time.perf_counter(), float("nan")
+        interval = _Interval(self.device)
         stop, stopped_by = StopSignals().install(), None  # SIGTERM / SIGINT: finish the step, checkpoint
         try:
             while self.step < t.steps:
@@ -452,7 +511,6 @@ class Trainer:
                 if stopped_by:
                     break  # the checkpoint below is written at this step; no export
                 step = self.step + 1
-                t0 = time.perf_counter()
                 lr = lr_at(step, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -460,50 +518,37 @@ class Trainer:
                 for micro in range(t.grad_accum):
                     batch = next(batches)
                     with no_grad_sync(self.model, self.parallel, sync=micro == t.grad_accum - 1):
-                        loss, tau = self._loss(batch)
+                        loss, tau = self._loss(batch, interval)
                         (loss / t.grad_accum).backward()
                     total += loss.detach() / t.grad_accum
                     taus.append(tau)
-                loss_value = float(all_mean(total, self.info))
-                if not math.isfinite(loss_value):
-                    self._diverged(step, "loss", loss_value)
                 max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
                 if hasattr(grad_norm, "full_tensor"):
                     grad_norm = grad_norm.full_tensor()
-                grad_norm = float(grad_norm)
-                if not math.isfinite(grad_norm):
-                    self._diverged(step, "gradient norm", grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.ema is not None:
                     self.ema.update(self.raw, step)
                 self.step = step
-                tau_all = torch.cat(taus)
-                record = {
-                    "step": step,
-                    "loss": loss_value,
-                    "lr": lr,
-                    "grad_norm": grad_norm,
-                    "tau_mean": float(tau_all.mean()),
-                    "tau_min": float(tau_all.min()),
-                    "tau_max": float(tau_all.max()),
-                    "epoch": self.epoch,
-                    "seconds": round(time.perf_counter() - t0, 6),
-                }
-                if log is not None:
-                    log.write(record)
+                interval.add(step, total, grad_norm, taus)
                 if bar is not None:
                     bar.update(1)
-                    if step % cfg.log.every == 0 or step == t.steps:
-                        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
                 every = cfg.checkpoint.every
-                if every and step % every == 0 and step < t.steps:
+                checkpoint = every and step % every == 0 and step < t.steps
+                if step % cfg.log.every == 0 or checkpoint or step == t.steps:
+                    loss_value = self._log(interval, lr, log, bar)
+                    interval = _Interval(self.device)
+                paused = time.perf_counter()
+                if checkpoint:
                     self.save()
                 if main and cfg.log.plot_every and step % cfg.log.plot_every == 0:
                     plot_losses(self.run_dir / LOG_NAME, self.run_dir / PLOT_NAME)
                 if cfg.log.sample_every and step % cfg.log.sample_every == 0:
                     self.sample_grid()
+                interval.paused += time.perf_counter() - paused
+            if interval.steps:  # stopped by the time limit or a signal between log steps
+                loss_value = self._log(interval, lr_at(self.step, cfg), log, bar)
             if self.last_checkpoint is None or self.last_checkpoint.name != ckpt.step_dir_name(self.step):
                 self.save()
             model_dir = None
@@ -530,6 +575,58 @@ class Trainer:
             self.model_config,
             stopped_by=stopped_by,
         )
+
+    def _log(self, interval: _Interval, lr: float, log: JsonlLog | None, bar: Any) -> float:
+        """Read the interval (one host sync, one collective), stop on a non-finite value, log its means."""
+        loss_sum = all_mean(interval.loss, self.info)
+        values = torch.stack(
+            [loss_sum, interval.grad, interval.grad_max, interval.bad_loss.float(), interval.bad_grad.float(),
+             interval.empty_text.float()]
+        ).tolist()  # fmt: skip
+        seconds = time.perf_counter() - interval.start - interval.paused
+        loss_sum, grad_sum, grad_max, bad_loss, bad_grad, empty_text = values
+        n, step = interval.steps, self.step
+        if empty_text:
+            raise ValueError(
+                f"steps {step - n + 1}-{step}: the text encoder gave a caption no token (its attention mask is "
+                'all False); every caption, "" included, needs at least one token: check the text encoder'
+            )
+        if not math.isfinite(loss_sum):
+            self._diverged(int(bad_loss) or step, "loss", loss_sum / n)
+        if not math.isfinite(grad_sum):
+            self._diverged(int(bad_grad) or step, "gradient norm", grad_sum / n)
+        loss = loss_sum / n
+        if log is None and bar is None:
+            return loss
+        tau = torch.cat(interval.taus)
+        record = {
+            "step": step,
+            "steps": n,  # optimizer steps in this record; loss and grad_norm are their means
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": grad_sum / n,
+            "grad_norm_max": grad_max,
+            "tau_mean": float(tau.mean()),
+            "tau_min": float(tau.min()),
+            "tau_max": float(tau.max()),
+            "epoch": self.epoch,
+            "seconds": round(
+                seconds, 6
+            ),  # the interval's training time (checkpoints, plots, samples left out)
+            **throughput(self.cost, n, seconds, self.peak_tflops(), self.info.world_size),
+        }
+        if log is not None:
+            log.write(record)
+        if bar is not None:
+            extra = {"tok/s": f"{record['tokens_per_s']:,.0f}", "MFU": f"{100 * record['mfu']:.1f}%"}
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", **(extra if "mfu" in record else {}))
+        return loss
+
+    def peak_tflops(self) -> float:
+        """train.peak_tflops, or the dense matmul rate of the device in the compute dtype (measured once)."""
+        if self.cfg.train.peak_tflops > 0:
+            return self.cfg.train.peak_tflops
+        return measured_peak_tflops(self.device, torch.bfloat16 if self.cfg.train.bf16 else torch.float32)
 
     def _out_of_time(self, start: float) -> bool:
         """train.time_limit_s spent (rank 0's clock decides, so all ranks stop at the same step)."""
