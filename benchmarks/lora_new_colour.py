@@ -5,8 +5,9 @@
 
 `--train` runs `ptdit train CONFIG --checkpoint.dir RUN --no-progress` in a subprocess and writes its wall time to
 RUN/wall_time.json. Then the bundled model (the base) is judged without and with the run's exported adapter
-(RUN/model/pytorch_lora_weights.safetensors, loaded with PTDiT.load_lora_adapter) on four prompt sets of `n` each
-(ptdit.worlds.judges.eval_prompts, seed 0, the sampling defaults of the model's pipeline.json):
+(RUN/model/pytorch_lora_weights.safetensors, loaded with PTDiTPipeline.load_lora_weights) on four prompt sets of `n`
+each (ptdit.worlds.judges.eval_prompts, seed 0), sampled as `ptdit eval` samples (generate_pixels, the defaults of
+the model's pipeline.json):
     new colour, held-out compositions   colors="new", split="heldout": every prompt has an orange object
     new colour, training compositions   colors="new", split="train"
     old colours, held-out compositions  the standard `ptdit eval` prompts (docs/results/eval_shapes-image.json)
@@ -30,8 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ptdit.bench.timing import cpu_name  # noqa: E402
+from ptdit.diffusers_pipeline import PTDiTPipeline  # noqa: E402
+from ptdit.generation import generate_pixels, load_pipeline  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
-from ptdit.pipeline import Pipeline, bundled_model_dir  # noqa: E402
+from ptdit.pipeline_config import PipelineDefaults, bundled_model_dir  # noqa: E402
+from ptdit.pipeline_folders import read_defaults  # noqa: E402
 from ptdit.training.logs import read_log  # noqa: E402
 from ptdit.worlds.judges import eval_prompts, judge  # noqa: E402
 
@@ -44,12 +48,13 @@ SETS = (  # (key, colors, split, label)
 )
 
 
-def score(pipe: Pipeline, colors: str, split: str, n: int, seed: int, batch_size: int) -> dict:
+def score(
+    pipe: PTDiTPipeline, colors: str, split: str, n: int, seed: int, batch_size: int, d: PipelineDefaults
+) -> dict:
     """Judge accuracy (all criteria) and per-criterion rates on n prompts of (colors, split)."""
     prompts = [p for p, _ in eval_prompts(WORLD, n, seed=seed, split=split, colors=colors)]
-    d = pipe.defaults
-    pixels = pipe(
-        prompts, [seed + i for i in range(n)], d.height, d.width, 1, d.steps, d.cfg, d.sampler, batch_size
+    pixels = generate_pixels(
+        pipe, prompts, [seed + i for i in range(n)], d.height, d.width, 1, d.steps, d.cfg, None, batch_size
     )
     results = [judge(WORLD, px, p) for p, px in zip(prompts, pixels)]
     criteria: dict[str, list[bool]] = {}
@@ -130,17 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{adapter} holds no pytorch_lora_weights.safetensors: train first (--train)")
     note = json.loads((adapter / "lora_base.json").read_text())
     base = Path(args.base) if args.base else bundled_model_dir("image")
-    pipe = Pipeline.from_pretrained(base, device="cpu")
+    pipe, d = load_pipeline(base, device="cpu"), read_defaults(base)
     start = time.perf_counter()
     report: dict = {"base_model": str(base.relative_to(REPO) if base.is_relative_to(REPO) else base)}
-    report["base"] = {k: score(pipe, c, s, args.n, args.seed, args.batch_size) for k, c, s, _ in SETS}
-    pipe.model.load_lora_adapter(
-        str(adapter), prefix="transformer", adapter_name="new_colour", use_safetensors=True
-    )
-    report["lora"] = {k: score(pipe, c, s, args.n, args.seed, args.batch_size) for k, c, s, _ in SETS}
+    report["base"] = {k: score(pipe, c, s, args.n, args.seed, args.batch_size, d) for k, c, s, _ in SETS}
+    pipe.load_lora_weights(adapter, adapter_name="new_colour")
+    report["lora"] = {k: score(pipe, c, s, args.n, args.seed, args.batch_size, d) for k, c, s, _ in SETS}
     log = read_log(run / "train_log.jsonl")
     timing = run / "wall_time.json"
-    params = sum(p.numel() for n, p in pipe.model.named_parameters() if ".lora_" in n)
+    params = sum(p.numel() for n, p in pipe.transformer.named_parameters() if ".lora_" in n)
     train_cfg = (sorted(run.glob("step_*"))[-1] / "train_config.yaml").read_text()
     threads = next(
         (ln.split(":")[1].strip() for ln in train_cfg.splitlines() if ln.strip().startswith("threads:")), ""
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     report["settings"] = {
         "n": args.n,
         "seed": args.seed,
-        **{k: getattr(pipe.defaults, k) for k in ("steps", "cfg", "sampler")},
+        **{k: getattr(d, k) for k in ("steps", "cfg", "sampler")},
     }
     report["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__}
     report["eval_seconds"] = round(time.perf_counter() - start, 1)

@@ -334,4 +334,6 @@ def test_cuda_graph_forward_matches_eager():
     torch.testing.assert_close(graph(x, t, y, m), ref, atol=1e-4, rtol=1e-4)
     x2, t2, y2, m2 = (v.cuda() for v in inputs(seed=5))
     with torch.no_grad():
-        torch.testing.assert_close(graph(x2, t2, y2, m2).clone(), model(x2, t2, y2, m2).sample, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            graph(x2, t2, y2, m2).clone(), model(x2, t2, y2, m2).sample, atol=1e-4, rtol=1e-4
+        )

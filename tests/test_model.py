@@ -183,7 +183,9 @@ def test_text_padding_beyond_mask_does_not_change_output(block, numerics):
     y2[0, 3:] = torch.randn(2, 16, dtype=torch.float64) * 10
     y2[1, 2:] = torch.randn(3, 16, dtype=torch.float64) * 10
     assert torch.allclose(model(x, t, y, mask).sample, model(x, t, y2, mask).sample, atol=1e-10)
-    assert not torch.allclose(model(x, t, y).sample, model(x, t, y2).sample)  # without the mask the padding matters
+    assert not torch.allclose(
+        model(x, t, y).sample, model(x, t, y2).sample
+    )  # without the mask the padding matters
     assert torch.allclose(model(x, t, y[:, :3], mask[:, :3]).sample, model(x, t, y, mask).sample, atol=1e-10)
 
 
@@ -477,7 +479,10 @@ def test_bf16_autocast_close_to_fp32(block):
 def test_save_load_bit_identical(tmp_path, block):
     model = randomise_zero_linears(PTDiT(tiny(block, injection="linear"))).eval()
     model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
     loaded = PTDiT.from_pretrained(tmp_path / "m")
     assert loaded.ptdit_config == model.ptdit_config
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):

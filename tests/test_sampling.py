@@ -74,7 +74,9 @@ class ToyFlow(nn.Module):
         m = mask.float()
         return ((emb.mean(-1) * m).sum(1) / m.sum(1)).view(-1, 1, 1, 1, 1)
 
-    def forward(self, x, t, emb, mask, return_dict=True):  # PTDiT's signature: return_dict=False gives a tuple
+    def forward(
+        self, x, t, emb, mask, return_dict=True
+    ):  # PTDiT's signature: return_dict=False gives a tuple
         self.batches.append(x.shape[0])
         tau = (t / 1000).view(-1, 1, 1, 1, 1)
         v = (self.target(emb, mask) - x) / tau

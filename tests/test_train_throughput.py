@@ -39,7 +39,9 @@ def test_records_are_interval_means_with_throughput(tmp_path):
         assert r["loss"] == pytest.approx(sum(s["loss"] for s in chunk) / len(chunk), rel=1e-6)
         assert r["grad_norm"] == pytest.approx(sum(s["grad_norm"] for s in chunk) / len(chunk), rel=1e-6)
         assert r["grad_norm_max"] == pytest.approx(max(s["grad_norm"] for s in chunk), rel=1e-6)
-        assert r["tau_min"] == min(s["tau_min"] for s in chunk) and r["tau_max"] == max(s["tau_max"] for s in chunk)
+        assert r["tau_min"] == min(s["tau_min"] for s in chunk) and r["tau_max"] == max(
+            s["tau_max"] for s in chunk
+        )
     assert result.loss == records[-1]["loss"] and per_step.loss == steps[-1]["loss"]
 
     # 8x8 px, identity autoencoder, patch 2 -> 16 tokens; batch 4; text 6 tokens (max_length)
