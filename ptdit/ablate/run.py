@@ -159,14 +159,15 @@ def flops_per_step(
     }
 
 
-def _step_seconds(run_dir: Path) -> list[tuple[int, float]]:
+def _step_seconds(run_dir: Path) -> list[tuple[int, float, int]]:
+    """(last step, seconds, steps) of every record of a run's training log (a record covers `steps` steps)."""
     from ..training.logs import LOG_NAME
 
     path = run_dir / LOG_NAME
     rows = (
         [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     )
-    return [(int(r["step"]), float(r["seconds"])) for r in rows]
+    return [(int(r["step"]), float(r["seconds"]), int(r.get("steps", 1))) for r in rows]
 
 
 def run_one(grid: Grid, spec: RunSpec, threads: int = 1) -> dict[str, Any]:
@@ -202,10 +203,10 @@ def run_one(grid: Grid, spec: RunSpec, threads: int = 1) -> dict[str, Any]:
             )
         steps = result.step
     else:
-        steps = max(s for s, _ in _step_seconds(run_dir))
+        steps = max(s for s, _, _ in _step_seconds(run_dir))
     times = _step_seconds(run_dir)
     cumulative, elapsed = {}, 0.0
-    for s, sec in times:
+    for s, sec, _ in times:
         elapsed += sec
         cumulative[s] = elapsed
     curve = []
@@ -220,7 +221,8 @@ def run_one(grid: Grid, spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     )  # fmt: skip
     scores = {k: v for k, v in report["scores"].items() if isinstance(v, (int, float))}
     scores["heldout_loss"] = curve[-1]["heldout_loss"] if curve else float("nan")
-    seconds = [sec for _, sec in times[1:]] or [sec for _, sec in times]  # the first step warms up
+    per_step = [sec / n for _, sec, n in times]
+    seconds = per_step[1:] or per_step  # the first record (step, or log interval) warms up
     record = {
         "grid": grid.name,
         "variant": spec.variant,
@@ -232,7 +234,7 @@ def run_one(grid: Grid, spec: RunSpec, threads: int = 1) -> dict[str, Any]:
         **cost,
         "train_flops": steps * cost["train_flops_per_step"],
         "step_seconds_median": statistics.median(seconds) if seconds else None,
-        "train_seconds": round(sum(sec for _, sec in times), 3),
+        "train_seconds": round(sum(sec for _, sec, _ in times), 3),
         "threads": threads,
         "device": str(device),
         "scores": scores,
@@ -303,7 +305,7 @@ def measure_costs(grid: Grid, time_steps: int = 0, threads: int = 1) -> dict[str
             c = dataclasses.replace(cfg.checkpoint, dir=str(timing_dir), every=0, export=False, resume="")
             per_step = dataclasses.replace(cfg.log, every=1)  # one record, one time, per step
             train(dataclasses.replace(cfg, train=t, checkpoint=c, log=per_step), progress=False)
-            seconds = [sec for _, sec in _step_seconds(timing_dir)[1:]]
+            seconds = [sec for _, sec, _ in _step_seconds(timing_dir)[1:]]  # log.every is 1 here
             row["step_seconds_median"] = statistics.median(seconds)
             row["timed_steps"] = len(seconds)
             row["load_average_1min"] = os.getloadavg()[0]  # a shared machine: how busy it was while timing
