@@ -498,7 +498,7 @@ def test_a_trained_run_loads_and_exports(tmp_path):
         "text": {"encoder": "random:16", "max_length": 6},
         "autoencoder": {"spec": "identity"},
         "train": {"steps": 2, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "ema_decay": 0.9, "threads": 1},
-        "checkpoint": {"dir": str(tmp_path / "run"), "every": 2, "keep_last": 1},
+        "checkpoint": {"dir": str(tmp_path / "run"), "every": 2, "keep_last": 1, "export_pipeline": True},
         "log": {"every": 1, "progress": False, "plot_every": 0},
     }
     result = train(TrainConfig.from_dict(d))
@@ -511,6 +511,12 @@ def test_a_trained_run_loads_and_exports(tmp_path):
     a = pipe("a red square", generator=generators(0), num_inference_steps=2, output_type="pt").images
     assert torch.equal(
         exported("a red square", generator=generators(0), num_inference_steps=2, output_type="pt").images, a
+    )
+    trained = PTDiTPipeline.from_pretrained(tmp_path / "run" / "pipeline")  # checkpoint.export_pipeline: true
+    trained.set_progress_bar_config(disable=True)
+    assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+    assert torch.equal(
+        trained("a red square", generator=generators(0), num_inference_steps=2, output_type="pt").images, a
     )
 
 

@@ -119,6 +119,7 @@ class CheckpointSection:
     keep_last: int = 3  # checkpoints kept (0 = all)
     resume: str = ""  # "" = fresh (error if the dir has checkpoints), latest (error if none), auto = latest or fresh, a path
     export: bool = True  # write <dir>/model (EMA weights, a PTDiT.from_pretrained dir) at the end
+    export_pipeline: bool = False  # also <dir>/pipeline: a diffusers pipeline folder (export-diffusers)
 
 
 @dataclass
@@ -458,6 +459,15 @@ def validate(cfg: TrainConfig) -> None:
         f"init.weights={cfg.init.weights!r} is not one of ('ema', 'model')",
     )
     need(cfg.log.every >= 1, f"log.every must be >= 1, got {cfg.log.every}")
+    need(
+        not cfg.checkpoint.export_pipeline or cfg.checkpoint.export,
+        "checkpoint.export_pipeline needs checkpoint.export: true (the pipeline folder is made from run/model)",
+    )
+    need(
+        not (cfg.checkpoint.export_pipeline and cfg.lora.rank),
+        "checkpoint.export_pipeline is for full runs: a LoRA run's model/ holds diffusers-format adapter weights; "
+        "load them with PTDiTPipeline.load_lora_weights onto the base model's pipeline",
+    )
     lora = cfg.lora
     need(lora.rank >= 0, f"lora.rank must be >= 0 (0 = no LoRA), got {lora.rank}")
     need(lora.alpha >= 0, f"lora.alpha must be >= 0 (0 = lora.rank), got {lora.alpha}")

@@ -555,6 +555,10 @@ class Trainer:
             if cfg.checkpoint.export and main and not stopped_by:
                 model_dir = ckpt.export_model(self.last_checkpoint, self.run_dir / "model")
                 self._write_pipeline(model_dir)
+                if cfg.checkpoint.export_pipeline:  # the diffusers layout, as `ptdit export-diffusers` writes it
+                    from ..export_diffusers import export
+
+                    export(str(model_dir), self.run_dir / "pipeline", overwrite=True)
             if main and not stopped_by:
                 plot_losses(self.run_dir / LOG_NAME, self.run_dir / PLOT_NAME)
             barrier(self.info)
