@@ -451,3 +451,22 @@ def test_time_limit_stops_with_a_checkpoint_and_resumes(tmp_path):
     d["train"].update(steps=result.step + 2, time_limit_s=0.0)
     d["checkpoint"]["resume"] = "auto"
     assert train(cfg_of(d)).step == result.step + 2
+
+
+@pytest.mark.parametrize("scope", ["blocks", "model"])
+def test_compiled_training_follows_the_eager_run(tmp_path, monkeypatch, scope):
+    """train.compile with either scope of ptdit.fast.compile_model (aot_eager here: the graphs, without the C++
+    build) trains as the eager run does; the whole-model scope is fullgraph, so a graph break would fail."""
+    import ptdit.fast
+
+    real, scopes = ptdit.fast.compile_model, []
+
+    def aot_eager(model, scope):
+        scopes.append(scope)
+        return real(model, scope, backend="aot_eager")
+
+    monkeypatch.setattr(ptdit.fast, "compile_model", aot_eager)
+    train(cfg_of(tiny(tmp_path / "eager", train={"steps": 3})))
+    train(cfg_of(tiny(tmp_path / "compiled", train={"steps": 3, "compile": True, "compile_scope": scope})))
+    assert scopes == [scope]
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)

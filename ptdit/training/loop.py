@@ -253,7 +253,7 @@ class Trainer:
         if t.compile:
             from ..fast import compile_model
 
-            compile_model(model, "blocks")  # in place: parameter names (and checkpoints) do not change
+            compile_model(model, t.compile_scope)  # in place: parameter names (and checkpoints) do not change
         self.raw = model
         self.model = wrap_model(model, self.parallel, self.info, self.device)
         decay = [p for p in model.parameters() if p.dim() >= 2 and p.requires_grad]  # LoRA: the adapter only
