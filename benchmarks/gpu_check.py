@@ -8,7 +8,8 @@ skipped with a reason once the time budget is spent; the JSON and markdown are r
   correctness   the compiled path (compile_model "model" with fullgraph=True: no graph breaks; and "blocks") and
                 the eager fast paths (sdpa, split, flex, fused QKV, CUDA graph) against the same model in fp64 on
                 the CPU: forward (fp32 and bf16 on a GPU) and gradients; a seen shape does not recompile
-  sync_debug    torch.cuda.set_sync_debug_mode("error") around a compiled forward and a compiled training step
+  sync_debug    torch.cuda.set_sync_debug_mode("error") around a compiled forward, a compiled training step and a
+                step of ptdit's Trainer (the whole-model compile)
                 (GPU only: skipped with the reason on a CPU)
   pipeline      a synthetic official checkpoint (ptdit.official.synthetic_official_state) converted to a model
                 folder, then Pipeline.from_pretrained -> prompts -> sampler -> decode, eager and compiled
@@ -291,11 +292,49 @@ def section_correctness(run: Run, sec: dict[str, Any]) -> None:
 
 
 # =============================================================================================== sync debug
+def trainer_step(device: torch.device, run_dir: Path, compile: bool) -> Callable[[], None]:
+    """ptdit's Trainer on `device` (a small PT-DiT on 32x32 Shapes images, in memory, bf16, the whole-model
+    compile): a function doing one `Trainer.train_step`, which reads nothing back to the host."""
+    from ptdit.training import TrainConfig
+    from ptdit.training.loop import LogInterval, Trainer
+
+    cfg = TrainConfig.from_dict({
+        "model": {"depth": 2, "hidden_size": 128, "num_heads": 4, "window": [1, 2, 2]},
+        "data": {"world": "shapes-image", "size": 32, "num_items": 16, "preload": True},
+        "text": {"encoder": "random:64", "max_length": 8, "memory_cache": True},
+        "autoencoder": {"spec": "identity"},
+        "train": {"steps": 10**6, "batch_size": 8, "bf16": True, "compile": compile, "compile_scope": "model",
+                  "device": device.type, "ema_decay": 0.999, "threads": 0},
+        "checkpoint": {"dir": str(run_dir), "export": False},
+        "log": {"progress": False, "plot_every": 0},
+    })  # fmt: skip
+    trainer = Trainer(cfg)
+    batches = trainer._batches()
+    params = [p for p in trainer.raw.parameters() if p.requires_grad]
+    interval = LogInterval(trainer.device)
+
+    def step() -> None:
+        trainer.train_step(trainer.step + 1, batches, interval, params)
+
+    return step
+
+
 def section_sync_debug(run: Run, sec: dict[str, Any]) -> None:
-    """A compiled forward and a compiled training step (PT-DiT-S, 256^2, batch 2, text mask) under
-    set_sync_debug_mode("error"): any host sync raises. Warm-up (compilation, per-shape caches) runs first."""
+    """A compiled forward and a compiled training step (PT-DiT-S, 256^2, batch 2, text mask), and a step of
+    ptdit's Trainer (ptdit.training, whole-model compile), under set_sync_debug_mode("error"): any host sync
+    raises. Warm-up (compilation, per-shape caches, the text cache) runs first. With --smoke on a CPU only the
+    Trainer step runs (no sync check there: the code path only)."""
+    tmp = tempfile.TemporaryDirectory()
     if not run.gpu:
-        return run.skip(sec, "torch.cuda.set_sync_debug_mode needs a CUDA device")
+        if not run.smoke:
+            return run.skip(sec, "torch.cuda.set_sync_debug_mode needs a CUDA device")
+        step = trainer_step(run.device, Path(tmp.name) / "run", compile=False)
+        for _ in range(3):
+            step()
+        sec["model"] = "ptdit.training.Trainer, a 2-block PT-DiT on 32x32 Shapes, eager (CPU smoke)"
+        sec["checks"] = [{"what": "Trainer.train_step (CPU smoke: ran, no sync check)", "result": "ran"}]
+        tmp.cleanup()
+        return
     name = "PT-DiT-S+fuse"
     built = B.build(B.Case(name, 256, 256), run.device, torch.float32)
     model = compile_model(built.module, "model")
@@ -314,8 +353,13 @@ def section_sync_debug(run: Run, sec: dict[str, Any]) -> None:
         opt.step()
 
     sec["model"], sec["checks"] = f"{name}, compile_model 'model', 256^2, batch 2, bf16 autocast", []
-    for what, fn in (("forward", forward), ("training step", step)):
-        for _ in range(2):
+    checks = [("forward", forward, 2), ("training step", step, 2)]
+    try:
+        checks.append(("Trainer.train_step", trainer_step(run.device, Path(tmp.name) / "run", compile=True), 4))
+    except Exception as e:  # recorded, not fatal: the other checks still run
+        sec["checks"].append({"what": "Trainer.train_step", "result": f"FAIL (setup): {type(e).__name__}: {e}"})
+    for what, fn, warmup in checks:
+        for _ in range(warmup):
             fn()
         torch.cuda.synchronize()
         try:
@@ -329,6 +373,7 @@ def section_sync_debug(run: Run, sec: dict[str, Any]) -> None:
         torch.cuda.synchronize()
         sec["checks"].append({"what": what, "result": result})
         run.say(f"sync debug {what}: {result}")
+    tmp.cleanup()
     if any(c["result"] != "PASS" for c in sec["checks"]):
         sec["status"] = "failed"
 

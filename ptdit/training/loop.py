@@ -131,7 +131,7 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator, noise: tor
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class _Interval:
+class LogInterval:
     """The steps since the last log record. Sums stay on the device until `Trainer._log` reads them (one sync)."""
 
     def __init__(self, device: torch.device) -> None:
@@ -446,7 +446,7 @@ class Trainer:
         cache.misses += len(missing)
         return torch.stack([f.to(self.device).float() for f in found])
 
-    def _loss(self, batch: dict, interval: _Interval) -> tuple[Tensor, Tensor]:
+    def _loss(self, batch: dict, interval: LogInterval) -> tuple[Tensor, Tensor]:
         """The micro-batch's loss (a device scalar) and its tau (B,) on the host."""
         t = self.cfg.train
         pixels = batch["pixels"].to(self.device, non_blocking=True)
@@ -487,6 +487,33 @@ class Trainer:
         loss = F.mse_loss(out[:, : self.model_config.in_channels].float(), target)
         return loss, tau_host
 
+    def train_step(self, step: int, batches: Any, interval: LogInterval, params: list[Tensor]) -> float:
+        """One optimizer step (grad_accum micro-batches of `batches`); adds its loss and grad norm to `interval`
+        without reading them. Returns the step's learning rate."""
+        t = self.cfg.train
+        lr = lr_at(step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total, taus = torch.zeros((), device=self.device), []
+        for micro in range(t.grad_accum):
+            batch = next(batches)
+            with no_grad_sync(self.model, self.parallel, sync=micro == t.grad_accum - 1):
+                loss, tau = self._loss(batch, interval)
+                (loss / t.grad_accum).backward()
+            total += loss.detach() / t.grad_accum
+            taus.append(tau)
+        max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.raw, step)
+        self.step = step
+        interval.add(step, total, grad_norm, taus)
+        return lr
+
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool | None = None) -> TrainResult:
         cfg, t = self.cfg, self.cfg.train
@@ -501,7 +528,7 @@ class Trainer:
         batches = self._batches()
         params = [p for p in self.raw.parameters() if p.requires_grad]
         start, loss_value = time.perf_counter(), float("nan")
-        interval = _Interval(self.device)
+        interval = LogInterval(self.device)
         stop, stopped_by = StopSignals().install(), None  # SIGTERM / SIGINT: finish the step, checkpoint
         try:
             while self.step < t.steps:
@@ -511,34 +538,14 @@ class Trainer:
                 if stopped_by:
                     break  # the checkpoint below is written at this step; no export
                 step = self.step + 1
-                lr = lr_at(step, cfg)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                total, taus = torch.zeros((), device=self.device), []
-                for micro in range(t.grad_accum):
-                    batch = next(batches)
-                    with no_grad_sync(self.model, self.parallel, sync=micro == t.grad_accum - 1):
-                        loss, tau = self._loss(batch, interval)
-                        (loss / t.grad_accum).backward()
-                    total += loss.detach() / t.grad_accum
-                    taus.append(tau)
-                max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                if hasattr(grad_norm, "full_tensor"):
-                    grad_norm = grad_norm.full_tensor()
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.ema is not None:
-                    self.ema.update(self.raw, step)
-                self.step = step
-                interval.add(step, total, grad_norm, taus)
+                lr = self.train_step(step, batches, interval, params)
                 if bar is not None:
                     bar.update(1)
                 every = cfg.checkpoint.every
                 checkpoint = every and step % every == 0 and step < t.steps
                 if step % cfg.log.every == 0 or checkpoint or step == t.steps:
                     loss_value = self._log(interval, lr, log, bar)
-                    interval = _Interval(self.device)
+                    interval = LogInterval(self.device)
                 paused = time.perf_counter()
                 if checkpoint:
                     self.save()
@@ -555,7 +562,9 @@ class Trainer:
             if cfg.checkpoint.export and main and not stopped_by:
                 model_dir = ckpt.export_model(self.last_checkpoint, self.run_dir / "model")
                 self._write_pipeline(model_dir)
-                if cfg.checkpoint.export_pipeline:  # the diffusers layout, as `ptdit export-diffusers` writes it
+                if (
+                    cfg.checkpoint.export_pipeline
+                ):  # the diffusers layout, as `ptdit export-diffusers` writes it
                     from ..export_diffusers import export
 
                     export(str(model_dir), self.run_dir / "pipeline", overwrite=True)
@@ -580,7 +589,7 @@ class Trainer:
             stopped_by=stopped_by,
         )
 
-    def _log(self, interval: _Interval, lr: float, log: JsonlLog | None, bar: Any) -> float:
+    def _log(self, interval: LogInterval, lr: float, log: JsonlLog | None, bar: Any) -> float:
         """Read the interval (one host sync, one collective), stop on a non-finite value, log its means."""
         loss_sum = all_mean(interval.loss, self.info)
         values = torch.stack(
