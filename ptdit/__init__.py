@@ -6,7 +6,7 @@ from .config import PRESETS, PTDiTConfig, ratio_for_size
 from .model import PTDiT
 
 __all__ = ["PTDiT", "PTDiTConfig", "PRESETS", "ratio_for_size", "PTDiTPipeline", "PTDiTPipelineOutput"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:

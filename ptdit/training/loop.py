@@ -21,6 +21,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,12 +122,14 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator, noise: tor
     random.setstate(state["python"])
     generator.set_state(state["trainer"])
     if noise is not generator:
-        if "noise" not in state:
-            raise ValueError(
-                "this checkpoint was written by a run that drew its noise on the CPU; resume it with "
-                "train.device: cpu, or start a new stage from it with init.from"
+        if "noise" in state:
+            noise.set_state(state["noise"])
+        else:  # written by ptdit 0.1 (noise drawn on the CPU) or on a CPU: the run goes on with a fresh stream
+            warnings.warn(
+                "this checkpoint holds no GPU noise-generator state (ptdit 0.1 drew the noise on the CPU): the "
+                "resumed run draws other noise than an uninterrupted 0.1 run would",
+                stacklevel=2,
             )
-        noise.set_state(state["noise"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
