@@ -229,6 +229,35 @@ def _count_prompts(args: argparse.Namespace) -> int:
     return max(count, 1)
 
 
+def check_lora(path: str | Path, scale: Any) -> None:
+    """--lora names a LoRA folder (pytorch_lora_weights.safetensors inside) or such a file; a finite scale."""
+    lora = Path(path).expanduser()
+    file = lora / "pytorch_lora_weights.safetensors" if lora.is_dir() else lora
+    if not file.is_file():
+        raise ValueError(
+            f"--lora {path}: {'no pytorch_lora_weights.safetensors in that folder' if lora.is_dir() else 'no such file'}"
+            "; give a LoRA run's model/ folder (ptdit train --lora.rank R) or a .safetensors file of LoRA weights"
+        )
+    if file.suffix != ".safetensors":
+        raise ValueError(
+            f"--lora {path}: not a .safetensors file; LoRA weights are read in diffusers' format"
+        )
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), "pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # a torn or foreign file
+        raise ValueError(f"--lora {path}: {file.name} is not a readable safetensors file ({e})") from None
+    if not any(k.startswith("transformer.") and "lora" in k for k in keys):
+        raise ValueError(
+            f"--lora {path} holds no weights for this model's transformer (diffusers' keys start with "
+            "'transformer.' and name lora_A / lora_B); save LoRA weights with PTDiTPipeline.save_lora_weights "
+            "or ptdit train --lora.rank R"
+        )
+    check_finite(scale, "--lora-scale")
+
+
 def check_generate(args: argparse.Namespace) -> None:
     """Every value of `ptdit generate` (types, ranges, device, output folder, the model folder's config and
     pipeline.json, the size the model can take), before any model is loaded or any sample drawn."""
@@ -246,6 +275,8 @@ def check_generate(args: argparse.Namespace) -> None:
     check_seed(args.seed, _count_prompts(args))
     check_device(args.device)
     check_out_dir(args.out)
+    if getattr(args, "lora", None):
+        check_lora(args.lora, args.lora_scale)
     model_dir = Path(args.model).expanduser() if args.model else bundled_model_dir(args.task or "image")
     config, defaults = read_model_folder(model_dir)
     task = args.task or defaults.task

@@ -219,6 +219,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         model_dir, text_encoder=args.text_encoder, vae=args.vae, device=device, dtype=dtype, pad=args.pad,
         task=task,
     )  # fmt: skip
+    if args.lora:
+        _load_lora(pipe, Path(args.lora).expanduser(), args.lora_scale, model_dir)
     pipe.latent_shape(1, frames, height, width)  # fail early, before any work
     seeds = [args.seed + i for i in range(len(prompts))]
     pixels = generate_pixels(
@@ -248,6 +250,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
             "dtype": args.dtype, "device": str(device), "batch_size": args.batch_size, "upscale": upscale,
             "text_encoder": args.text_encoder or defaults.text_encoder or type(pipe.text_encoder).__name__,
             "autoencoder": args.vae or defaults.autoencoder or type(pipe.vae).__name__,
+            **({"lora": str(args.lora), "lora_scale": args.lora_scale} if args.lora else {}),
         },
         "outputs": outputs,
     }  # fmt: skip
@@ -259,6 +262,23 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 
         save_attention_for_manifest(manifest, out_dir, args.device)
     return manifest
+
+
+def _load_lora(pipe: Any, path: Path, scale: float, model_dir: Path) -> None:
+    """The LoRA of `path` on the pipeline's transformer at weight `scale`; one line if it does not fit."""
+    try:
+        pipe.load_lora_weights(path, adapter_name="lora")
+    except (ValueError, KeyError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"--lora {path} does not fit the model {model_dir} ({first}); give a LoRA trained on this base model"
+        ) from None
+    if "lora" not in getattr(pipe.transformer, "peft_config", {}):  # diffusers only warns when no key matched
+        raise ValueError(
+            f"--lora {path} holds no weights for this model's transformer (diffusers' keys start with "
+            "'transformer.'); save LoRA weights with PTDiTPipeline.save_lora_weights or ptdit train --lora.rank R"
+        )
+    pipe.set_adapters(["lora"], [scale])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", action="store_true", help="pad sizes the window does not divide, crop the output")
     p.add_argument(
         "--upscale", type=int, default=0, help="enlarge saved files N x (0 = auto: at least 256 px)"
+    )
+    p.add_argument(
+        "--lora",
+        help="LoRA weights on the model: a folder with pytorch_lora_weights.safetensors (a LoRA run's model/) or "
+        "that file (diffusers' format)",
+    )
+    p.add_argument(
+        "--lora-scale", type=float, default=1.0, help="the LoRA's weight (default 1; 0 = the base)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

@@ -15,6 +15,7 @@ import yaml
 pytest.importorskip("peft")
 from peft import LoraConfig  # noqa: E402
 from peft.tuners.lora import LoraLayer  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 
 from ptdit import PTDiT  # noqa: E402
 from ptdit.cli import main as ptdit_main  # noqa: E402
@@ -299,3 +300,51 @@ def test_the_judge_reads_the_new_colour_on_ground_truth():
     assert judge("shapes-image", shapes_image.render(red), "a red square").ok
     assert judge("shapes-image", shapes_image.render(red), "an orange square").criteria["color"] is False
     assert set(ALL_COLORS) == set(COLORS) | {"orange"}
+
+
+# ---------------------------------------------------------------------- ptdit generate --lora
+def test_generate_with_a_lora_folder_and_its_scale(tmp_path, capsys):
+    """`ptdit generate --lora DIR` draws with the adapter; --lora-scale 0 draws the base; bad paths are one line."""
+    import PIL.Image
+
+    from ptdit.pipeline_config import bundled_model_dir
+
+    model = PTDiT.from_pretrained(bundled_model_dir("image"))
+    model.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_v", "fc1"]), adapter_name="lora"
+    )
+    perturb_adapter(model, "lora")
+    model.save_lora_adapter(
+        str(tmp_path / "bare"), adapter_name="lora", weight_name=lora_mod.LORA_WEIGHTS_NAME
+    )
+    bare = read_safetensors(tmp_path / "bare" / lora_mod.LORA_WEIGHTS_NAME)  # PEFT's keys, no "transformer."
+    (tmp_path / "lora").mkdir()
+    save_file(
+        {f"transformer.{k}": v for k, v in bare.items()}, str(tmp_path / "lora" / lora_mod.LORA_WEIGHTS_NAME)
+    )
+
+    def image(*extra: str) -> np.ndarray:
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        argv = ["generate", "a red circle", "--steps", "2", "--out", str(out), "--quiet", "--upscale", "1",
+                "--device", "cpu", *extra]  # fmt: skip
+        assert ptdit_main(argv) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        return np.asarray(PIL.Image.open(out / manifest["outputs"][0]["files"][0]))
+
+    base, adapted = image(), image("--lora", str(tmp_path / "lora"))
+    assert not np.array_equal(base, adapted)
+    assert np.array_equal(image("--lora", str(tmp_path / "lora"), "--lora-scale", "0"), base)
+    manifest = json.loads((tmp_path / "out1" / "manifest.json").read_text())
+    assert (
+        manifest["settings"]["lora"] == str(tmp_path / "lora") and manifest["settings"]["lora_scale"] == 1.0
+    )
+    capsys.readouterr()
+    assert ptdit_main(["generate", "x", "--lora", str(tmp_path), "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no pytorch_lora_weights.safetensors in that folder" in err[0], err
+    assert not (tmp_path / "bad").exists()
+    assert (
+        ptdit_main(["generate", "x", "--lora", str(tmp_path / "bare"), "--out", str(tmp_path / "bad")]) == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "holds no weights for this model's transformer" in err[-1] and not (tmp_path / "bad").exists()

@@ -36,6 +36,10 @@ def _sources() -> dict[str, list[str]]:
     first = {row["name"]: f"{row['seconds'][0]:.0f}" for row in run["rows"]}  # a new user's first run, in s
     cores = str(run["environment"]["cores"])
     pipe = _json(REPO / "ptdit" / "assets" / "models" / "shapes-image" / "pipeline.json")
+    lora = _json(BENCH / "lora_new_colour.json")
+
+    def acc(model: str, prompts: str) -> str:  # judge accuracy, in %
+        return f"{100 * lora[model][prompts]['accuracy']:.1f}"
 
     def score(world: str) -> str:  # the held-out headline score, in %
         return f"{100 * next(iter(_json(RESULTS / f'eval_{world}.json')['headline'].values())):.1f}"
@@ -46,6 +50,9 @@ def _sources() -> dict[str, list[str]]:
         "quickstart": [str(pipe["height"]), str(pipe["width"]), first["image"], cores, first["video"],
                        first["multiview"], *map(score, worlds), f"{100 * results_doc.TARGETS[worlds[0]]:.0f}"],
         "train-example": [first["train-example"], cores],
+        "lora": [str(lora["machine"]["cores"]), f"{lora['training']['wall_s']:.0f}",
+                 str(lora["base"]["new_heldout"]["n"]), acc("base", "new_heldout"), acc("lora", "new_heldout"),
+                 str(lora["base"]["old_heldout"]["n"]), acc("base", "old_heldout"), acc("lora", "old_heldout")],
     }  # fmt: skip
 
 
