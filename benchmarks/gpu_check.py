@@ -10,9 +10,9 @@ skipped with a reason once the time budget is spent; the JSON and markdown are r
                 the CPU: forward (fp32 and bf16 on a GPU) and gradients; a seen shape does not recompile
   sync_debug    torch.cuda.set_sync_debug_mode("error") around a compiled forward, a compiled training step and a
                 step of ptdit's Trainer (the whole-model compile)
-                (GPU only: skipped with the reason on a CPU)
+                (on a CPU, --smoke runs the Trainer step only, without the check)
   pipeline      a synthetic official checkpoint (ptdit.official.synthetic_official_state) converted to a model
-                folder, then Pipeline.from_pretrained -> prompts -> sampler -> decode, eager and compiled
+                folder, then PTDiTPipeline -> prompts -> sampler -> decode (generate_pixels), eager and compiled
   peers         PT-DiT-L beside diffusers' PixArt-alpha (SDPA, text length 120, no checkpointing): eager, compiled
                 and CUDA graphs, forward and training step, batch 2, timed with the steady protocol
                 (ptdit.bench.steady: interleaved, warmed up until steady, the whole table twice); time ratio
@@ -380,10 +380,11 @@ def section_sync_debug(run: Run, sec: dict[str, Any]) -> None:
 
 # =============================================================================================== pipeline
 def section_pipeline(run: Run, sec: dict[str, Any]) -> None:
-    """Official state -> convert_official_checkpoint -> Pipeline (random text encoder, pixel-space identity:4
-    autoencoder) -> 2 prompts x 2 Euler steps at 64x64, eager and compiled: finite, equal within tolerance."""
+    """Official state -> convert_official_checkpoint -> PTDiTPipeline (random text encoder, pixel-space identity:4
+    autoencoder) -> 2 prompts x 2 Euler steps at 64x64 through generate_pixels (as ptdit generate), eager and
+    compiled: finite, equal within tolerance."""
+    from ptdit.generation import generate_pixels, load_pipeline
     from ptdit.official import convert_official_checkpoint, synthetic_official_state
-    from ptdit.pipeline import Pipeline
 
     caption = 32
     with tempfile.TemporaryDirectory() as tmp:
@@ -391,12 +392,12 @@ def section_pipeline(run: Run, sec: dict[str, Any]) -> None:
             {"model": synthetic_official_state(depth=2, width=64, caption=caption)}, Path(tmp) / "official.pt"
         )
         convert_official_checkpoint(Path(tmp) / "official.pt", Path(tmp) / "model", num_heads=4)
-        pipe = Pipeline.from_pretrained(Path(tmp) / "model", text_encoder=f"random:{caption}",
-                                        autoencoder="identity:4", device=run.device, dtype=torch.float32)  # fmt: skip
-    kw = dict(prompts=["a red square", "a blue circle"], seeds=[0, 1], height=64, width=64, steps=2, cfg=4.0)
-    eager = pipe(**kw)
-    compile_model(pipe.model, "model", **_compile_kwargs(run))
-    compiled = pipe(**kw)
+        pipe = load_pipeline(Path(tmp) / "model", text_encoder=f"random:{caption}", vae="identity:4",
+                             device=run.device, dtype=torch.float32)  # fmt: skip
+    args = (["a red square", "a blue circle"], [0, 1], 64, 64, 1, 2, 4.0, "euler", 2)
+    eager = generate_pixels(pipe, *args)
+    compile_model(pipe.transformer, "model", **_compile_kwargs(run))
+    compiled = generate_pixels(pipe, *args)
     rel = max(_rel(c, e) for c, e in zip(compiled, eager))
     finite = all(bool(torch.isfinite(x).all()) for x in eager + compiled)
     sec.update(
@@ -406,7 +407,8 @@ def section_pipeline(run: Run, sec: dict[str, Any]) -> None:
         tol=1e-3,
         result="PASS" if finite and rel <= 1e-3 else "FAIL",
         setup="synthetic official checkpoint (2 blocks, D = 64) -> convert_official_checkpoint -> "
-        "Pipeline.from_pretrained(random:32 text, identity:4 autoencoder), 2 prompts, 2 Euler steps, cfg 4, 64x64",
+        "PTDiTPipeline (random:32 text, identity:4 autoencoder), generate_pixels: 2 prompts, 2 Euler steps, cfg 4, "
+        "64x64",
     )
     run.say(f"pipeline: {sec['result']} (compiled vs eager {rel:.2e}, finite {finite})")
     if sec["result"] != "PASS":
