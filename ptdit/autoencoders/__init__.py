@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Autoencoder
-from .identity import IdentityAutoencoder
+from .identity import IdentityAutoencoder, identity_channels
 
 AUTOENCODER_SPECS = (
     "identity",
@@ -33,11 +33,7 @@ def load_autoencoder(
     """
     kind, _, arg = spec.partition(":")
     if kind == "identity":
-        try:
-            channels = int(arg) if arg else 3
-        except ValueError:
-            raise ValueError(f"autoencoder spec {spec!r}: use 'identity' or 'identity:<channels>'") from None
-        return IdentityAutoencoder(channels).to(device)
+        return IdentityAutoencoder(identity_channels(spec)).to(device)
     if kind in ("vae", "sd-vae", "cogvideox-vae", "wan-vae") and arg:
         from .diffusers_vae import load_diffusers_vae
 

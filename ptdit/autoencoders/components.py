@@ -15,6 +15,7 @@ import torch
 from . import AUTOENCODER_SPECS
 from .base import Autoencoder
 from .diffusers_vae import KINDS, DiffusersVAE
+from .identity import identity_channels
 from .vae_models import IdentityVAE, OSPCausalVAEModel
 
 WRAPPERS: dict[str, type[DiffusersVAE]] = {class_name: wrapper for class_name, wrapper in KINDS.values()}
@@ -25,11 +26,7 @@ def vae_component(spec: str, dtype: torch.dtype = torch.float32) -> Any:
     "cogvideox-vae:/dir", "wan-vae:/dir", "osp:/path"), loaded from local files in `dtype` (identity: no weights)."""
     kind, _, arg = spec.partition(":")
     if kind == "identity":
-        try:
-            channels = int(arg) if arg else 3
-        except ValueError:
-            raise ValueError(f"autoencoder spec {spec!r}: use 'identity' or 'identity:<channels>'") from None
-        return IdentityVAE(channels=channels)
+        return IdentityVAE(channels=identity_channels(spec))
     if kind in KINDS and arg:
         from .diffusers_vae import load_diffusers_vae
 

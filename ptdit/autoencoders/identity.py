@@ -34,3 +34,12 @@ class IdentityAutoencoder(Autoencoder):
 
     def decode(self, latents: Tensor) -> Tensor:
         return self._check(latents, "latents")
+
+
+def identity_channels(spec: str) -> int:
+    """The channels of an "identity" / "identity:<channels>" spec (3 by default)."""
+    _, _, arg = spec.partition(":")
+    try:
+        return int(arg) if arg else 3
+    except ValueError:
+        raise ValueError(f"autoencoder spec {spec!r}: use 'identity' or 'identity:<channels>'") from None
