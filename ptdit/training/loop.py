@@ -634,8 +634,10 @@ class Trainer:
         if log is not None:
             log.write(record)
         if bar is not None:
-            extra = {"tok/s": f"{record['tokens_per_s']:,.0f}", "MFU": f"{100 * record['mfu']:.1f}%"}
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", **(extra if "mfu" in record else {}))
+            shown = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
+            if "mfu" in record:
+                shown.update({"tok/s": f"{record['tokens_per_s']:,.0f}", "MFU": f"{100 * record['mfu']:.1f}%"})
+            bar.set_postfix(ordered_dict=shown)  # in this order (keyword arguments would be sorted)
         return loss
 
     def peak_tflops(self) -> float:
