@@ -84,9 +84,8 @@ class TrainSection:
     bf16: bool = False  # bf16 autocast (CPU and CUDA); weights, optimizer and EMA stay fp32
     grad_checkpointing: bool = False
     compile: bool = False  # torch.compile the model (ptdit.fast.compile_model): ~3x faster steps on CPU
-    compile_scope: str = (
-        "blocks"  # blocks (each block, quick to build) | model (the whole forward, one graph)
-    )
+    # blocks (each block, quick to build) | model (the whole forward, one graph)
+    compile_scope: str = "blocks"
     caption_dropout: float = 0.1  # probability of replacing a caption by "" (the CFG unconditional prompt)
     objective: str = "velocity"  # velocity | v_prediction: the same target v = x0 - eps (the paper's wording)
     timestep_distribution: str = "logit_normal"  # logit_normal | uniform

@@ -138,7 +138,6 @@ class LogInterval:
     """The steps since the last log record. Sums stay on the device until `Trainer._log` reads them (one sync)."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device = device
         self.start = time.perf_counter()
         self.paused = 0.0  # seconds spent on checkpoints, plots and sample grids (not training)
         self.steps = 0
@@ -636,7 +635,9 @@ class Trainer:
         if bar is not None:
             shown = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
             if "mfu" in record:
-                shown.update({"tok/s": f"{record['tokens_per_s']:,.0f}", "MFU": f"{100 * record['mfu']:.1f}%"})
+                shown.update(
+                    {"tok/s": f"{record['tokens_per_s']:,.0f}", "MFU": f"{100 * record['mfu']:.1f}%"}
+                )
             bar.set_postfix(ordered_dict=shown)  # in this order (keyword arguments would be sorted)
         return loss
 
