@@ -309,7 +309,7 @@ def trainer_step(device: torch.device, run_dir: Path, compile: bool) -> Callable
         "log": {"progress": False, "plot_every": 0},
     })  # fmt: skip
     trainer = Trainer(cfg)
-    batches = trainer._batches()
+    batches = trainer.batches()
     params = [p for p in trainer.raw.parameters() if p.requires_grad]
     interval = LogInterval(trainer.device)
 
@@ -355,9 +355,13 @@ def section_sync_debug(run: Run, sec: dict[str, Any]) -> None:
     sec["model"], sec["checks"] = f"{name}, compile_model 'model', 256^2, batch 2, bf16 autocast", []
     checks = [("forward", forward, 2), ("training step", step, 2)]
     try:
-        checks.append(("Trainer.train_step", trainer_step(run.device, Path(tmp.name) / "run", compile=True), 4))
+        checks.append(
+            ("Trainer.train_step", trainer_step(run.device, Path(tmp.name) / "run", compile=True), 4)
+        )
     except Exception as e:  # recorded, not fatal: the other checks still run
-        sec["checks"].append({"what": "Trainer.train_step", "result": f"FAIL (setup): {type(e).__name__}: {e}"})
+        sec["checks"].append(
+            {"what": "Trainer.train_step", "result": f"FAIL (setup): {type(e).__name__}: {e}"}
+        )
     for what, fn, warmup in checks:
         for _ in range(warmup):
             fn()

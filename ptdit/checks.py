@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PTDiTConfig
-from .pipeline_config import PIPELINE_NAME, PipelineDefaults
+from .pipeline_config import LORA_WEIGHTS_NAME, PIPELINE_NAME, PipelineDefaults
 
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes seeds 0 .. 2**64 - 1
 TASKS = ("image", "video", "multiview")
@@ -230,12 +230,12 @@ def _count_prompts(args: argparse.Namespace) -> int:
 
 
 def check_lora(path: str | Path, scale: Any) -> None:
-    """--lora names a LoRA folder (pytorch_lora_weights.safetensors inside) or such a file; a finite scale."""
+    """--lora names a LoRA folder (LORA_WEIGHTS_NAME inside) or such a file; a finite scale."""
     lora = Path(path).expanduser()
-    file = lora / "pytorch_lora_weights.safetensors" if lora.is_dir() else lora
+    file = lora / LORA_WEIGHTS_NAME if lora.is_dir() else lora
     if not file.is_file():
         raise ValueError(
-            f"--lora {path}: {'no pytorch_lora_weights.safetensors in that folder' if lora.is_dir() else 'no such file'}"
+            f"--lora {path}: {f'no {LORA_WEIGHTS_NAME} in that folder' if lora.is_dir() else 'no such file'}"
             "; give a LoRA run's model/ folder (ptdit train --lora.rank R) or a .safetensors file of LoRA weights"
         )
     if file.suffix != ".safetensors":

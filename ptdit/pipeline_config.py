@@ -14,6 +14,7 @@ from pathlib import Path
 from .io import atomic_write_text
 
 PIPELINE_NAME = "pipeline.json"
+LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE (tested equal)
 
 
 @dataclass

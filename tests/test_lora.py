@@ -78,6 +78,12 @@ def perturb_adapter(model: PTDiT, name: str = "default", seed: int = 3) -> None:
 
 
 # ---------------------------------------------------------------------- the model: diffusers' PEFT integration
+def test_lora_file_name_is_diffusers_name():
+    from diffusers.loaders.lora_base import LORA_WEIGHT_NAME_SAFE
+
+    assert lora_mod.LORA_WEIGHTS_NAME == LORA_WEIGHT_NAME_SAFE
+
+
 def test_add_adapter_on_attention_projections_and_mlp_trains_only_the_adapter():
     model = tiny_model()
     n = lora_mod.add_lora(model, LoraSection(rank=4))

@@ -103,7 +103,10 @@ def test_yaml_overrides_are_parsed_by_type(tmp_path):
         (["--train.shift_ratio", "-1"], "train.shift_ratio must be >= 0"),
         (["--train.shift", "false", "--train.shift_ratio", "3"], "needs train.shift: true"),
         (["--train.peak_tflops", "-1"], "train.peak_tflops must be a finite number >= 0"),
-        (["--checkpoint.export", "false", "--checkpoint.export_pipeline", "true"], "needs checkpoint.export: true"),
+        (
+            ["--checkpoint.export", "false", "--checkpoint.export_pipeline", "true"],
+            "needs checkpoint.export: true",
+        ),
         (["--lora.rank", "4", "--checkpoint.export_pipeline", "true"], "export_pipeline is for full runs"),
     ],
 )

@@ -22,6 +22,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -409,8 +410,9 @@ class Trainer:
         PipelineDefaults(**self.pipeline_defaults()).write(directory)
 
     # ------------------------------------------------------------------ data
-    def _batches(self):
-        """Endless (batch) stream from the saved position; keeps (epoch, batch_in_epoch) current."""
+    def batches(self) -> Iterator[dict]:
+        """Endless stream of collated batches from the saved position (what `train_step` takes); keeps
+        (epoch, batch_in_epoch) current."""
         t = self.cfg.train
         while True:
             self.order.set_position(self.epoch, self.batch_in_epoch)
@@ -489,7 +491,9 @@ class Trainer:
         loss = F.mse_loss(out[:, : self.model_config.in_channels].float(), target)
         return loss, tau_host
 
-    def train_step(self, step: int, batches: Any, interval: LogInterval, params: list[Tensor]) -> float:
+    def train_step(
+        self, step: int, batches: Iterator[dict], interval: LogInterval, params: list[Tensor]
+    ) -> float:
         """One optimizer step (grad_accum micro-batches of `batches`); adds its loss and grad norm to `interval`
         without reading them. Returns the step's learning rate."""
         t = self.cfg.train
@@ -527,7 +531,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        batches = self._batches()
+        batches = self.batches()
         params = [p for p in self.raw.parameters() if p.requires_grad]
         start, loss_value = time.perf_counter(), float("nan")
         interval = LogInterval(self.device)

@@ -29,12 +29,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..io import atomic_write_text, read_safetensors
+from ..pipeline_config import LORA_WEIGHTS_NAME
 from .config import LoraSection
 
 ADAPTER = "default"  # the adapter's name inside the model (diffusers' and PEFT's default)
 PREFIX = "transformer"  # the pipeline component the weights belong to (diffusers' LoRA files)
-LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
-EMA_LORA_WEIGHTS_NAME = "ema_pytorch_lora_weights.safetensors"
+EMA_LORA_WEIGHTS_NAME = f"ema_{LORA_WEIGHTS_NAME}"
 BASE_NOTE_NAME = "lora_base.json"
 
 
