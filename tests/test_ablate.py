@@ -147,3 +147,25 @@ def test_a_run_stopped_by_a_signal_writes_no_result(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="stopped by 15 at step 1"):
         run_one(grid, grid.runs()[0])
     assert pending(grid) == grid.runs()  # not recorded as finished
+
+
+def test_git_commit_sees_changed_ptdit_sources_from_the_grid_folder(tmp_path):
+    import subprocess
+
+    from ptdit.ablate.run import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "ptdit").mkdir()
+    (tmp_path / "configs" / "ablations").mkdir(parents=True)
+    (tmp_path / "ptdit" / "model.py").write_text("x = 1\n")
+    (tmp_path / "configs" / "ablations" / "grid.yaml").write_text("name: g\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    grid_dir = tmp_path / "configs" / "ablations"  # where run_one asks from
+    clean = git_commit(grid_dir)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "ptdit" / "model.py").write_text("x = 2\n")
+    assert git_commit(grid_dir)["dirty"] is True

@@ -33,7 +33,8 @@ def git_commit(root: Path | None = None) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "ptdit"))
+    # ":/ptdit" is the top-level ptdit/ whatever the working directory (run_one asks from the grid's folder)
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/ptdit"))
     return {"commit": commit, "dirty": dirty}
 
 
