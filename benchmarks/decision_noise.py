@@ -35,8 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ptdit.flow import NUM_TRAIN_TIMESTEPS, add_noise  # noqa: E402
+from ptdit.generation import load_pipeline  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
-from ptdit.pipeline import Pipeline  # noqa: E402
+from ptdit.pipeline_folders import read_defaults  # noqa: E402
 from ptdit.sampling import sample_euler  # noqa: E402
 from ptdit.worlds.judges import WORLDS, judge, world_module  # noqa: E402
 
@@ -65,15 +66,15 @@ def training_mass_above(config: str | None, taus: list[float], height: int, widt
 
 @torch.no_grad()
 def run_model(model_dir: str, world: str, n: int, taus: list[float], steps: int, cfg: float, batch: int):
-    pipe = Pipeline.from_pretrained(model_dir, device="cpu")
-    d = pipe.defaults
+    pipe = load_pipeline(model_dir, device="cpu")
+    d = read_defaults(model_dir)
     ds = world_module(world).make_dataset(split="train", length=n, seed=7)
     items = [ds[i] for i in range(n)]
     captions = [it["caption"] for it in items]
     x0 = torch.stack([torch.as_tensor(it["pixels"]) for it in items]).float()  # (B, C, F, H, W)
     latents0 = pipe.autoencoder.encode(x0)
     eps = torch.randn(latents0.shape, generator=torch.Generator().manual_seed(0))
-    emb, mask, uncond, uncond_mask = pipe.encode_prompts(captions)
+    emb, mask, uncond, uncond_mask = pipe.encode_prompt(captions, device=torch.device("cpu"))
     rows = []
     for tau0 in taus:
         k = max(1, round(steps * tau0))
@@ -82,7 +83,7 @@ def run_model(model_dir: str, world: str, n: int, taus: list[float], steps: int,
         pixels = []
         for s in range(0, n, batch):
             lat = sample_euler(
-                pipe.model, start[s : s + batch], emb[s : s + batch], mask[s : s + batch], uncond, uncond_mask,
+                pipe.transformer, start[s : s + batch], emb[s : s + batch], mask[s : s + batch], uncond, uncond_mask,
                 timesteps=timesteps, cfg_scale=cfg,
             )  # fmt: skip
             pixels.extend(pipe.autoencoder.decode(lat).float().clamp(-1, 1))

@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ptdit.flow import NUM_TRAIN_TIMESTEPS  # noqa: E402
+from ptdit.generation import load_pipeline  # noqa: E402
 from ptdit.io import atomic_write_text  # noqa: E402
-from ptdit.pipeline import Pipeline  # noqa: E402
 from ptdit.sampling import cfg_text_batch, guided_velocity  # noqa: E402
 from ptdit.worlds.judges import world_module  # noqa: E402
 from ptdit.worlds.shapes import PALETTE  # noqa: E402
@@ -68,8 +68,9 @@ def probe(
     model_dir: str, scenes: list[dict], taus: list[float], seeds: int, cfg: float
 ) -> dict[float, float]:
     """tau -> share of scenes whose seed-averaged x0 prediction puts A on the named side."""
-    pipe = Pipeline.from_pretrained(model_dir, device="cpu")
-    emb, mask, uncond, uncond_mask = pipe.encode_prompts([s["caption"] for s in scenes])
+    pipe = load_pipeline(model_dir, device="cpu")
+    captions = [s["caption"] for s in scenes]
+    emb, mask, uncond, uncond_mask = pipe.encode_prompt(captions, device=torch.device("cpu"))
     text, text_mask, guided = cfg_text_batch(emb, mask, uncond, uncond_mask, cfg)
     x0 = pipe.autoencoder.encode(torch.stack([s["pixels"] for s in scenes]).float())
     rates = {}
@@ -79,7 +80,7 @@ def probe(
             eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
             xt = (1 - tau) * x0 + tau * eps
             t = torch.tensor(tau * NUM_TRAIN_TIMESTEPS)
-            v = guided_velocity(pipe.model, xt, t, text, text_mask, guided, cfg)
+            v = guided_velocity(pipe.transformer, xt, t, text, text_mask, guided, cfg)
             mean += (xt + tau * v).float() / seeds
         pixels = pipe.autoencoder.decode(mean).float()[:, :, 0].permute(0, 2, 3, 1).numpy()  # (N, H, W, 3)
         rates[tau] = float(np.mean([on_named_side(p, s["spec"]) for p, s in zip(pixels, scenes)]))

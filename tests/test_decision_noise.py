@@ -9,7 +9,7 @@ import torch
 
 from ptdit import PTDiT, PTDiTConfig
 from ptdit.flow import sample_training_tau
-from ptdit.pipeline import PipelineDefaults
+from ptdit.pipeline_config import PipelineDefaults
 
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("decision_noise", REPO / "benchmarks" / "decision_noise.py")

@@ -28,7 +28,7 @@ from PIL import Image, ImageSequence
 
 from ptdit.cli import main
 from ptdit.extras import available
-from ptdit.pipeline import bundled_model_dir
+from ptdit.pipeline_config import bundled_model_dir
 from ptdit.worlds.judges import judge
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -7,7 +7,7 @@ import torch
 
 from ptdit import PTDiT, PTDiTConfig
 from ptdit.cli import main
-from ptdit.pipeline import PipelineDefaults
+from ptdit.pipeline_config import PipelineDefaults
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageSequence
 
 from ptdit.cli import main
-from ptdit.pipeline import PipelineDefaults, bundled_model_dir
+from ptdit.pipeline_config import PipelineDefaults, bundled_model_dir
 from ptdit.worlds.judges import judge
 
 pytestmark = pytest.mark.usefixtures("one_thread")

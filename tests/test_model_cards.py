@@ -9,7 +9,7 @@ import pytest
 from safetensors import safe_open
 
 from ptdit import PTDiT
-from ptdit.pipeline import BUNDLED, BUNDLED_DIR, PipelineDefaults
+from ptdit.pipeline_config import BUNDLED, BUNDLED_DIR, PipelineDefaults
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"

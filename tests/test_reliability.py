@@ -32,7 +32,7 @@ from ptdit.cli import main as ptdit_main
 from ptdit.generation import generate_pixels, load_pipeline
 from ptdit.io import atomic_write_text, read_safetensors
 from ptdit.official import save_model_dir_atomic
-from ptdit.pipeline import PipelineDefaults
+from ptdit.pipeline_config import PipelineDefaults
 from ptdit.sampling import cfg_text_batch
 from ptdit.text import PromptTruncatedWarning, load_text_encoder, warn_truncated
 from ptdit.training import TrainConfig, train
