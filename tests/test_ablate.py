@@ -12,7 +12,7 @@ import yaml
 
 from ptdit.ablate import load_grid, verdict
 from ptdit.ablate.cli import pending, run_grid
-from ptdit.ablate.report import costs_markdown, refill_markdown, write_report
+from ptdit.ablate.report import costs_markdown, curve_style, refill_markdown, write_report
 from ptdit.cli import main
 from ptdit.worlds import fashion_mnist as fm
 
@@ -67,6 +67,13 @@ def test_verdict_two_standard_errors():
 
 
 @needs_fmnist
+def test_curves_of_a_large_grid_look_different():
+    """tab10 has 10 colours: the 11th curve on must differ from the first by line style and marker."""
+    styles = [tuple(sorted(curve_style(i).items())) for i in range(30)]
+    assert len(set(styles)) == 30
+    assert curve_style(10)["color"] == curve_style(0)["color"] and curve_style(10)["linestyle"] != "-"
+
+
 def test_tiny_grid_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     grid = load_grid(write_grid(tmp_path), tmp_path)

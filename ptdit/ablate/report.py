@@ -109,6 +109,16 @@ def table_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_style(i: int) -> dict[str, Any]:
+    """Matplotlib style of the i-th curve: tab10's colours, then the same colours dashed with another marker, so
+    that no two of a grid's curves look alike."""
+    return {
+        "color": f"C{i % 10}",
+        "linestyle": ("-", "--", ":", "-.")[(i // 10) % 4],
+        "marker": ("o", "s", "^", "D")[(i // 10) % 4],
+    }
+
+
 def plot_curves(grid: Grid, results: dict[str, list[dict[str, Any]]], out_dir: Path) -> list[Path]:
     """Held-out loss against training FLOPs and against training seconds: one curve (mean over seeds) per variant."""
     import matplotlib
@@ -121,7 +131,7 @@ def plot_curves(grid: Grid, results: dict[str, list[dict[str, Any]]], out_dir: P
                                  ("train_seconds", "training seconds (sum of step times)", "curve_time.png")):  # fmt: skip
         fig, ax = plt.subplots(figsize=(7, 4.5))
         drawn = 0
-        for v in grid.variants:
+        for i, v in enumerate(grid.variants):
             points: dict[int, list[tuple[float, float]]] = {}
             for r in results[v.name]:
                 for c in r["curve"]:
@@ -131,7 +141,8 @@ def plot_curves(grid: Grid, results: dict[str, list[dict[str, Any]]], out_dir: P
             steps = sorted(points)
             xs = [statistics.fmean(p[0] for p in points[s]) for s in steps]
             ys = [statistics.fmean(p[1] for p in points[s]) for s in steps]
-            ax.plot(xs, ys, marker="o", ms=3, label=f"{v.label} ({len(results[v.name])} seeds)")
+            n = len(results[v.name])
+            ax.plot(xs, ys, ms=3, label=f"{v.label} ({n} seed{'s' * (n != 1)})", **curve_style(i))
             drawn += 1
         ax.set_xlabel(x_label)
         ax.set_ylabel("held-out loss (mean over seeds)")
