@@ -97,8 +97,13 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path, monkeypatch):
     row = summary["rows"][0]
     losses = [json.loads(grid.result_path(s).read_text())["scores"]["heldout_loss"] for s in grid.runs()[::2]]
     assert math.isclose(row["heldout_loss"]["mean"], sum(losses) / 2)
+    records = [json.loads(grid.result_path(s).read_text()) for s in grid.runs()]
+    train_hours = sum(r["train_seconds"] * r["threads"] for r in records) / 3600
+    assert summary["core_hours"]["train"] == pytest.approx(train_hours) and train_hours > 0
+    assert summary["core_hours"]["eval"] == pytest.approx(sum(r["eval_seconds"] for r in records) / 3600)
     table = (grid.results_dir / "table.md").read_text()
     assert "full attention | 2/2 |" in table and " ± " in table
+    assert f"training steps {summary['core_hours']['train']:.2f}" in table
     assert summary["orderings"][0]["verdict"] in ("holds", "reversed", "unresolved")
     assert (grid.results_dir / "curve_flops.png").is_file() and (
         grid.results_dir / "curve_time.png"

@@ -75,7 +75,13 @@ def summarise(grid: Grid) -> dict[str, Any]:
                     [r["scores"].get(m) for r in results[o["worse"]]], grid.metrics[m])  # fmt: skip
         orderings.append({**o, **v})
     done = sum(len(r) for r in results.values())
-    return {"grid": grid.name, "runs_done": done, "runs_total": len(grid.runs()), "budget": grid.budget,
+    finished = [r for runs in results.values() for r in runs]
+    core_hours = {  # one core per thread: a run's summed step times and its final evaluation, times its threads
+        key: sum(r.get(f"{key}_seconds", 0.0) * r.get("threads", 1) for r in finished) / 3600
+        for key in ("train", "eval")
+    }
+    return {"grid": grid.name, "runs_done": done, "runs_total": len(grid.runs()), "core_hours": core_hours,
+            "budget": grid.budget,
             "metrics": metrics, "rows": rows, "orderings": orderings, "sizing": grid.raw.get("sizing")}  # fmt: skip
 
 
@@ -96,7 +102,11 @@ def table_markdown(summary: dict[str, Any]) -> str:
             cells.append("–" if not s["n"] else f"{_fmt(s['mean'])} ± {_fmt(s['std'])}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"runs done: {summary['runs_done']} / {summary['runs_total']}")
+    hours = summary.get("core_hours") or {"train": 0.0, "eval": 0.0}
+    lines.append(
+        f"runs done: {summary['runs_done']} / {summary['runs_total']}; core-hours: training steps "
+        f"{hours['train']:.2f}, final evaluations {hours['eval']:.2f}"
+    )
     if summary["orderings"]:
         lines += [
             "",
