@@ -66,7 +66,6 @@ def test_verdict_two_standard_errors():
     assert verdict([1.0], [2.0, 2.1], "lower")["verdict"] == "unresolved"  # one seed: no error bar
 
 
-@needs_fmnist
 def test_curves_of_a_large_grid_look_different():
     """tab10 has 10 colours: the 11th curve on must differ from the first by line style and marker."""
     styles = [tuple(sorted(curve_style(i).items())) for i in range(30)]
@@ -74,6 +73,7 @@ def test_curves_of_a_large_grid_look_different():
     assert curve_style(10)["color"] == curve_style(0)["color"] and curve_style(10)["linestyle"] != "-"
 
 
+@needs_fmnist
 def test_tiny_grid_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     grid = load_grid(write_grid(tmp_path), tmp_path)

@@ -81,8 +81,8 @@ def summarise(grid: Grid) -> dict[str, Any]:
         for key in ("train", "eval")
     }
     return {"grid": grid.name, "runs_done": done, "runs_total": len(grid.runs()), "core_hours": core_hours,
-            "budget": grid.budget,
-            "metrics": metrics, "rows": rows, "orderings": orderings, "sizing": grid.raw.get("sizing")}  # fmt: skip
+            "budget": grid.budget, "metrics": metrics, "rows": rows, "orderings": orderings,
+            "sizing": grid.raw.get("sizing")}  # fmt: skip
 
 
 def _fmt(value: float, digits: int = 3) -> str:
