@@ -102,7 +102,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
             cells.append("–" if not s["n"] else f"{_fmt(s['mean'])} ± {_fmt(s['std'])}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    hours = summary.get("core_hours") or {"train": 0.0, "eval": 0.0}
+    hours = summary["core_hours"]
     lines.append(
         f"runs done: {summary['runs_done']} / {summary['runs_total']}; core-hours: training steps "
         f"{hours['train']:.2f}, final evaluations {hours['eval']:.2f}"
